@@ -1,0 +1,195 @@
+//! The on-disk layout: one type per root directory, one method per path.
+//!
+//! Paths are derived, never stored, so a `DataDir` is cheap to clone and always consistent with
+//! the root it was built from. Directory creation applies the modes the design promises (data dir
+//! 0700, bin 0750, pki and etcd 0700) even when the directory already exists with looser modes.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Default data directory (`--data-dir`, `K0X_DATA_DIR`).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/k0x";
+/// Default run directory (`--run-dir`, `K0X_RUN_DIR`).
+pub const DEFAULT_RUN_DIR: &str = "/run/k0x";
+/// Default configuration file (`--config`, `K0X_CONFIG`).
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/k0x/k0x.yaml";
+
+/// Mode of the data directory and of every directory that holds secrets.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of the directory holding extracted component binaries.
+pub const BIN_DIR_MODE: u32 = 0o750;
+
+/// The persistent state of a node: binaries, PKI, etcd data, worker state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// A layout rooted at `root` (nothing is touched on disk).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The data directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Extracted component binaries.
+    pub fn bin(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+
+    /// Record of what was extracted into `bin/` (size, mtime, sha256 per file).
+    pub fn bin_manifest(&self) -> PathBuf {
+        self.bin().join(".manifest")
+    }
+
+    /// Certificates, keys and kubeconfigs.
+    pub fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+
+    /// The etcd PKI (its own CA and leafs).
+    pub fn etcd_pki(&self) -> PathBuf {
+        self.pki().join("etcd")
+    }
+
+    /// The admin kubeconfig (O=system:masters).
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.pki().join("admin.conf")
+    }
+
+    /// etcd member data.
+    pub fn etcd(&self) -> PathBuf {
+        self.root.join("etcd")
+    }
+
+    /// containerd root (images, snapshots, content).
+    pub fn containerd(&self) -> PathBuf {
+        self.root.join("containerd")
+    }
+
+    /// kubelet state and configuration.
+    pub fn kubelet(&self) -> PathBuf {
+        self.root.join("kubelet")
+    }
+
+    /// Manifests the controller applies, one folder per stack.
+    pub fn manifests(&self) -> PathBuf {
+        self.root.join("manifests")
+    }
+
+    /// Configuration files k0x renders for components (containerd, CNI, kubelet...).
+    pub fn etc(&self) -> PathBuf {
+        self.root.join("etc")
+    }
+
+    /// The file a running k0x holds an exclusive lock on.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// Creates the data directory with mode 0700 (tightening an existing one).
+    pub fn create(&self) -> io::Result<()> {
+        ensure_dir(&self.root, PRIVATE_DIR_MODE)
+    }
+}
+
+impl Default for DataDir {
+    fn default() -> Self {
+        Self::new(DEFAULT_DATA_DIR)
+    }
+}
+
+/// Volatile state of a running k0x: sockets, pid files, status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// A layout rooted at `root` (nothing is touched on disk).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The run directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The admin socket (0600) that `k0x status` and `k0x token` talk to.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("k0x.sock")
+    }
+
+    /// The pid file of a supervised component.
+    pub fn pid_file(&self, component: &str) -> PathBuf {
+        self.root.join(format!("{component}.pid"))
+    }
+
+    /// The last status snapshot written by the server.
+    pub fn status_file(&self) -> PathBuf {
+        self.root.join("status")
+    }
+
+    /// containerd's state directory and its socket, owned by k0x so a host containerd is untouched.
+    pub fn containerd(&self) -> PathBuf {
+        self.root.join("containerd")
+    }
+
+    /// The k0x-owned containerd socket.
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.containerd().join("containerd.sock")
+    }
+
+    /// Creates the run directory with mode 0700.
+    pub fn create(&self) -> io::Result<()> {
+        ensure_dir(&self.root, PRIVATE_DIR_MODE)
+    }
+}
+
+impl Default for RunDir {
+    fn default() -> Self {
+        Self::new(DEFAULT_RUN_DIR)
+    }
+}
+
+/// Creates `dir` (and parents) and sets its mode to exactly `mode`.
+pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_derive_from_the_root() {
+        let data = DataDir::new("/x");
+        assert_eq!(data.bin_manifest(), Path::new("/x/bin/.manifest"));
+        assert_eq!(data.admin_kubeconfig(), Path::new("/x/pki/admin.conf"));
+        assert_eq!(data.etcd_pki(), Path::new("/x/pki/etcd"));
+        let run = RunDir::new("/r");
+        assert_eq!(run.pid_file("etcd"), Path::new("/r/etcd.pid"));
+        assert_eq!(run.admin_socket(), Path::new("/r/k0x.sock"));
+    }
+
+    #[test]
+    fn create_tightens_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path().join("data"));
+        ensure_dir(data.root(), 0o755).unwrap();
+        data.create().unwrap();
+        let mode = fs::metadata(data.root()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

@@ -1,0 +1,248 @@
+//! The `ClusterConfig` schema (`apiVersion: k0x.io/v1beta1`, `kind: ClusterConfig`).
+//!
+//! Field names follow k0s so that a k0s file (`k0s.k0sproject.io/v1beta1`) is accepted as is.
+//! Defaults are filled in here and only here: every struct's `Default` is the documented default,
+//! and `#[serde(default)]` makes a partial file mean "the defaults, except for what I wrote".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// API version of a k0x configuration file.
+pub const API_VERSION: &str = "k0x.io/v1beta1";
+/// API version of a k0s configuration file, accepted for migration.
+pub const K0S_API_VERSION: &str = "k0s.k0sproject.io/v1beta1";
+/// The only kind a configuration file may have.
+pub const KIND: &str = "ClusterConfig";
+
+/// Extra command-line flags for a component, merged last (`name: value`, without the leading `--`).
+pub type ExtraArgs = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: Spec,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            metadata: Metadata::default(),
+            spec: Spec::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Metadata {
+    pub name: String,
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Self {
+            name: "k0x".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Spec {
+    pub api: Api,
+    pub storage: Storage,
+    pub network: Network,
+    pub controller_manager: ComponentArgs,
+    pub scheduler: ComponentArgs,
+    pub worker_profiles: Vec<WorkerProfile>,
+    pub images: Images,
+    pub pki: Pki,
+    pub probes: Probes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Api {
+    /// Address the apiserver advertises; empty means the host's primary address.
+    pub address: String,
+    /// kube-apiserver secure port.
+    pub port: u16,
+    /// Extra subject alternative names (IPs or DNS names) for the apiserver certificate.
+    pub sans: Vec<String>,
+    /// Port of k0x's join API.
+    #[serde(rename = "k0xApiPort", alias = "k0sApiPort")]
+    pub k0x_api_port: u16,
+    /// Extra kube-apiserver flags.
+    pub extra_args: ExtraArgs,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            port: 6443,
+            sans: Vec::new(),
+            k0x_api_port: 9443,
+            extra_args: ExtraArgs::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Storage {
+    #[serde(rename = "type")]
+    pub kind: StorageType,
+    pub etcd: Etcd,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    #[default]
+    Etcd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Etcd {
+    /// Address etcd peers reach this member on; empty means the host's primary address.
+    pub peer_address: String,
+    /// etcd client port (listens on loopback).
+    pub client_port: u16,
+    /// etcd peer port.
+    pub peer_port: u16,
+    /// Extra etcd flags.
+    pub extra_args: ExtraArgs,
+}
+
+impl Default for Etcd {
+    fn default() -> Self {
+        Self {
+            peer_address: String::new(),
+            client_port: 2379,
+            peer_port: 2380,
+            extra_args: ExtraArgs::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Network {
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: String,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: String,
+    pub cluster_domain: String,
+    /// CNI provider: `bridge` (k0x's built-in default), `calico`, `kuberouter` or `custom`.
+    pub provider: NetworkProvider,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            pod_cidr: "10.244.0.0/16".to_owned(),
+            service_cidr: "10.96.0.0/12".to_owned(),
+            cluster_domain: "cluster.local".to_owned(),
+            provider: NetworkProvider::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkProvider {
+    #[default]
+    Bridge,
+    Calico,
+    Kuberouter,
+    Custom,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ComponentArgs {
+    pub extra_args: ExtraArgs,
+}
+
+/// Kubelet configuration overrides applied to workers that select the profile by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerProfile {
+    pub name: String,
+    /// Fields merged into the generated KubeletConfiguration.
+    #[serde(default)]
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Images {
+    /// The pod sandbox ("pause") image containerd uses.
+    pub pause: String,
+    /// CoreDNS image.
+    pub coredns: String,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Self {
+            pause: "registry.k8s.io/pause:3.10".to_owned(),
+            coredns: "registry.k8s.io/coredns/coredns:v1.12.0".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Pki {
+    pub key_type: KeyType,
+    /// Leaf certificates are renewed at start when less than this many days remain.
+    pub renew_before_days: u32,
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self {
+            key_type: KeyType::default(),
+            renew_before_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+}
+
+/// How long k0x waits for each component to become ready; slow ARM boards need more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Probes {
+    /// Readiness timeout per component in seconds (`etcd`, `kube-apiserver`, ...).
+    pub timeout_seconds: BTreeMap<String, u32>,
+    /// Timeout for components not listed in `timeoutSeconds`.
+    pub default_timeout_seconds: u32,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: BTreeMap::new(),
+            default_timeout_seconds: 120,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Helpers for tests that need root or real host binaries (etcd, containerd, runc, CNI, kubectl).
+//!
+//! Developers without root or packages get a clear "skipped" line. In CI (`CI` or `K0X_STRICT_TESTS`
+//! set) a missing prerequisite is a failure, so a test tier can never pass by silently skipping.
+
+use std::path::PathBuf;
+
+/// True when missing prerequisites must fail tests instead of skipping them.
+pub fn strict() -> bool {
+    ["CI", "K0X_STRICT_TESTS"]
+        .iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
+}
+
+/// Returns false (after saying why) when the test must be skipped; panics in strict mode.
+fn prerequisite(ok: bool, test: &str, why: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        !strict(),
+        "{test}: prerequisite missing in strict mode: {why}"
+    );
+    eprintln!("SKIPPED {test}: {why} (set K0X_STRICT_TESTS=1 to make this a failure)");
+    false
+}
+
+/// True when running as root; otherwise skips (or fails in strict mode).
+pub fn require_root(test: &str) -> bool {
+    prerequisite(nix::unistd::geteuid().is_root(), test, "needs root")
+}
+
+/// Finds `name` on PATH (plus the sbin directories and the Debian CNI directory).
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/lib/cni", "/opt/cni/bin"])
+        .map(|dir| PathBuf::from(dir).join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The path of every binary in `names`, or `None` (after skipping or failing) if one is missing.
+pub fn require_binaries(test: &str, names: &[&str]) -> Option<Vec<PathBuf>> {
+    let found: Vec<_> = names.iter().map(|n| find_binary(n)).collect();
+    let missing: Vec<_> = names
+        .iter()
+        .zip(&found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    let why = format!(
+        "missing host binaries: {} (run scripts/setup-packages.sh)",
+        missing.join(", ")
+    );
+    prerequisite(missing.is_empty(), test, &why).then(|| found.into_iter().flatten().collect())
+}

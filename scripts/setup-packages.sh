@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages k0x's build, staging and tests use. Idempotent; needs root.
+set -euo pipefail
+
+packages=(
+  etcd-server etcd-client          # real etcd for the controller and tests
+  containerd runc                  # real container runtime
+  containernetworking-plugins      # bridge, host-local, loopback, portmap
+  iproute2 iptables                # network namespaces, veth, CNI NAT
+  openssl                          # certificate checks in tests
+  busybox-static                   # a local image for container tests (no registry)
+  zstd tar                         # payload checks and benchmarks
+  systemd                          # systemd-analyze verify for the unit templates
+  build-essential pkg-config git   # crates that compile C (zstd-sys, ring)
+  procps psmisc util-linux         # ps, pkill, findmnt in tests
+  ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/setup-packages.sh: needs root to install packages (run it with sudo)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# kubectl: use the host's if it has one, otherwise Debian's kubernetes-client.
+if ! command -v kubectl >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/setup-packages.sh: no Rust toolchain (cargo) on PATH; install one with rustup and rerun" >&2
+  exit 1
+fi
+echo "packages ready"

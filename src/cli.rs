@@ -1,0 +1,84 @@
+//! Argument definitions shared by every subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+use k0x_config::{DataDir, RunDir, layout};
+
+use crate::cmd::Command;
+
+/// k0x: a single-binary Kubernetes distribution.
+///
+/// One binary turns a Linux host into a controller (etcd, kube-apiserver, kube-scheduler,
+/// kube-controller-manager), a worker (containerd, kubelet) or both.
+#[derive(Debug, Parser)]
+#[command(name = "k0x", version = crate::cmd::version::SHORT, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand honours.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Data directory: binaries, PKI, etcd and worker state.
+    #[arg(long, global = true, env = "K0X_DATA_DIR", default_value = layout::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Run directory: admin socket, pid files, containerd socket.
+    #[arg(long, global = true, env = "K0X_RUN_DIR", default_value = layout::DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// Cluster configuration file (YAML).
+    #[arg(short = 'c', long, global = true, env = "K0X_CONFIG", default_value = layout::DEFAULT_CONFIG_FILE)]
+    pub config: PathBuf,
+    /// More log output: -v debug, -vv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl GlobalArgs {
+    pub fn data_dir(&self) -> DataDir {
+        DataDir::new(&self.data_dir)
+    }
+
+    pub fn run_dir(&self) -> RunDir {
+        RunDir::new(&self.run_dir)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Output format of commands that report state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+    Yaml,
+}
+
+/// Logs go to stderr so that stdout stays clean for the kubeconfigs, tokens and reports we print.
+pub fn init_logging(global: &GlobalArgs) {
+    let level = match global.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("K0X_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

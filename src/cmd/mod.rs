@@ -1,0 +1,24 @@
+//! One module per subcommand; each exposes its clap arguments and a `run` function.
+
+pub mod completion;
+pub mod version;
+
+use clap::Subcommand;
+
+use crate::cli::Cli;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the k0x version, commit and target.
+    Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completion(completion::CompletionArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Version(args) => version::run(global, &args),
+        Command::Completion(args) => completion::run(&args),
+    }
+}
