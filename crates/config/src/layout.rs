@@ -21,6 +21,36 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// Mode of the directory holding extracted component binaries.
 pub const BIN_DIR_MODE: u32 = 0o750;
 
+/// Names of the PKI material under `pki/`, shared by the pki crate that writes it and the node
+/// crate that points components at it. Names follow kubeadm so existing tooling feels at home.
+pub mod pki_names {
+    /// Cluster CA (CN=kubernetes-ca).
+    pub const CA: &str = "ca";
+    /// etcd CA, separate from the cluster CA.
+    pub const ETCD_CA: &str = "etcd/ca";
+    /// Front-proxy (aggregation layer) CA.
+    pub const FRONT_PROXY_CA: &str = "front-proxy-ca";
+    /// kube-apiserver serving certificate.
+    pub const APISERVER: &str = "apiserver";
+    /// kube-apiserver's client certificate towards kubelets.
+    pub const APISERVER_KUBELET_CLIENT: &str = "apiserver-kubelet-client";
+    /// kube-apiserver's client certificate towards etcd.
+    pub const APISERVER_ETCD_CLIENT: &str = "apiserver-etcd-client";
+    /// etcd client-facing serving certificate.
+    pub const ETCD_SERVER: &str = "etcd/server";
+    /// etcd peer certificate (serving and client between members).
+    pub const ETCD_PEER: &str = "etcd/peer";
+    /// Client certificate k0x itself uses against etcd (health probes, member management, tokens).
+    pub const ETCD_K0X_CLIENT: &str = "etcd/k0x-client";
+    /// Front-proxy client certificate of kube-apiserver.
+    pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+    /// Kubeconfig names (`pki/<name>.conf`).
+    pub const ADMIN: &str = "admin";
+    pub const SCHEDULER: &str = "scheduler";
+    pub const CONTROLLER_MANAGER: &str = "controller-manager";
+    pub const KUBELET: &str = "kubelet";
+}
+
 /// The persistent state of a node: binaries, PKI, etcd data, worker state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
@@ -58,9 +88,34 @@ impl DataDir {
         self.pki().join("etcd")
     }
 
+    /// A certificate under `pki/`, by its [`pki_names`] name (`apiserver` -> `pki/apiserver.crt`).
+    pub fn pki_cert(&self, name: &str) -> PathBuf {
+        self.pki().join(format!("{name}.crt"))
+    }
+
+    /// The private key beside [`DataDir::pki_cert`] (`pki/<name>.key`, mode 0600).
+    pub fn pki_key(&self, name: &str) -> PathBuf {
+        self.pki().join(format!("{name}.key"))
+    }
+
+    /// The service-account signing key pair (`pki/sa.key`, `pki/sa.pub`).
+    pub fn sa_key(&self) -> PathBuf {
+        self.pki().join("sa.key")
+    }
+
+    /// The public half of the service-account key pair.
+    pub fn sa_pub(&self) -> PathBuf {
+        self.pki().join("sa.pub")
+    }
+
+    /// A component kubeconfig under `pki/` (`admin`, `scheduler`, `controller-manager`, `kubelet`).
+    pub fn kubeconfig(&self, name: &str) -> PathBuf {
+        self.pki().join(format!("{name}.conf"))
+    }
+
     /// The admin kubeconfig (O=system:masters).
     pub fn admin_kubeconfig(&self) -> PathBuf {
-        self.pki().join("admin.conf")
+        self.kubeconfig(pki_names::ADMIN)
     }
 
     /// etcd member data.

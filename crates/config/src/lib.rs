@@ -5,7 +5,7 @@
 
 pub mod layout;
 
-pub use layout::{DataDir, RunDir};
+pub use layout::{DataDir, RunDir, pki_names};
 pub mod schema;
 
 pub use schema::ClusterConfig;

@@ -1,0 +1,100 @@
+//! What to run and how to tell that it works: the contract between the node crate, which builds
+//! specs from configuration, and the supervisor, which runs them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One supervised component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// Component name, used in logs, pid files and status (`etcd`, `kube-apiserver`, ...).
+    pub name: String,
+    /// Executable to run.
+    pub path: PathBuf,
+    pub args: Vec<String>,
+    /// Extra environment on top of k0x's own (NOTIFY_SOCKET is always removed).
+    pub env: BTreeMap<String, String>,
+    /// Working directory; `None` keeps k0x's.
+    pub dir: Option<PathBuf>,
+    pub readiness: Readiness,
+    pub restart: RestartPolicy,
+    /// Time between SIGTERM and SIGKILL of the process group.
+    pub stop_timeout: Duration,
+    /// Components that must be ready before this one starts.
+    pub depends_on: Vec<String>,
+}
+
+impl Spec {
+    /// A spec with no probe, `restart: always`, a 10 s stop timeout and no dependencies.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            dir: None,
+            readiness: Readiness::default(),
+            restart: RestartPolicy::Always,
+            stop_timeout: Duration::from_secs(10),
+            depends_on: Vec::new(),
+        }
+    }
+}
+
+/// When to restart a component that exited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// A readiness probe with its timing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Readiness {
+    pub probe: Probe,
+    pub timing: ProbeTiming,
+}
+
+/// How to check that a component is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Probe {
+    /// Ready as soon as the process runs.
+    #[default]
+    None,
+    /// A TCP connect succeeds.
+    Tcp(SocketAddr),
+    /// An HTTP(S) GET returns 2xx. For `https` URLs, `ca` verifies the server and
+    /// `client_cert`/`client_key` authenticate k0x.
+    Http {
+        url: String,
+        ca: Option<PathBuf>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
+    },
+    /// A unix socket accepts a connection.
+    UnixSocket(PathBuf),
+    /// A command exits 0.
+    Exec { path: PathBuf, args: Vec<String> },
+}
+
+/// Probe cadence; `timeout` bounds the whole wait for readiness (config raises it for slow boards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeTiming {
+    pub interval: Duration,
+    pub attempt_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for ProbeTiming {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(100),
+            attempt_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
