@@ -278,10 +278,11 @@ impl Node {
         }
     }
 
-    /// Whether the node carries no setting: null, `{}` or `[]`.
+    /// Whether the node carries no setting: null, `""`, `{}` or `[]`.
     pub fn is_empty(&self) -> bool {
         match &self.value {
             Value::Null => true,
+            Value::Str(s) => s.is_empty(),
             Value::Seq(items) => items.is_empty(),
             Value::Map(entries) => entries.is_empty(),
             _ => false,
