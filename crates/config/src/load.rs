@@ -88,9 +88,11 @@ pub fn check_file(path: &Path) -> Result<Checked, ConfigErrors> {
             std::io::ErrorKind::InvalidData => "save the file as UTF-8 text".to_owned(),
             _ => "check the path and its permissions".to_owned(),
         };
+        let reason = err.to_string();
+        let reason = reason.split(" (os error").next().unwrap_or(&reason);
         ConfigErrors::file(
             &source,
-            format!("cannot read the configuration: {err}"),
+            format!("cannot read the configuration: {reason}"),
             hint,
         )
     })?;

@@ -256,7 +256,7 @@ fn check_network(network: &Network, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(
                 "spec.network.serviceCIDR",
                 format!(
-                    "`{service}` is too small to hold the apiserver service IP (first address) and the DNS service IP (tenth address)"
+                    "`{service}` has no room for the DNS service IP, the tenth address of the range"
                 ),
                 format!(
                     "use a prefix of /{} or shorter, e.g. 10.96.0.0/12",
