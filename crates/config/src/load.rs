@@ -126,10 +126,15 @@ pub fn check_yaml(text: &str, source_name: &str) -> Result<Checked, ConfigErrors
 
 fn check_tree(root: &Node, report: &mut Report) -> Option<ClusterConfig> {
     if root.as_map().is_none() {
+        let what = if root.value == Value::Null {
+            "the file is empty"
+        } else {
+            "the configuration must be a YAML mapping with apiVersion, kind and spec"
+        };
         report.error_at(
             root.pos,
             "",
-            "the configuration must be a YAML mapping with apiVersion, kind and spec",
+            what,
             "start from the output of `k0x config create`",
         );
         return None;
@@ -181,7 +186,7 @@ fn check_header(work: &mut Node, report: &mut Report) -> Dialect {
                 pos,
                 "apiVersion",
                 what,
-                format!("use `apiVersion: {API_VERSION}` (or {K0S_API_VERSION} for a k0s file)"),
+                format!("use `apiVersion: {API_VERSION}`, or {K0S_API_VERSION} for a k0s file"),
             );
             set(work, "apiVersion", API_VERSION);
             Dialect::K0x
@@ -266,7 +271,12 @@ fn deserialize_collecting(
                 let field_path = path.child(field);
                 (field_path, root.nearest_pos(&path), path.clone())
             }
-            Fault::UnknownField => (path.clone(), root.key_pos(&path)?, path.clone()),
+            Fault::UnknownField => {
+                let pos = root
+                    .key_pos(&path)
+                    .unwrap_or_else(|| root.nearest_pos(&path));
+                (path.clone(), pos, path.clone())
+            }
             Fault::Other => (path.clone(), root.nearest_pos(&path), path.clone()),
         };
         // A required field we dropped ourselves was reported already.
@@ -275,6 +285,7 @@ fn deserialize_collecting(
             report.error_at(pos, &report_path.to_string(), what, hint);
         }
         if !work.remove(&remove) {
+            // Nothing left to drop (the document itself is at fault); what was found is reported.
             return None;
         }
         dropped.push(remove);
@@ -333,7 +344,7 @@ fn humanize(expected: &str) -> String {
     match expected {
         "u16" => "a whole number from 0 to 65535".to_owned(),
         "u32" => "a whole number from 0 to 4294967295".to_owned(),
-        "a string" => "text (quote it if it looks like a number or boolean)".to_owned(),
+        "a string" => "text; quote it if it looks like a number or boolean".to_owned(),
         "a sequence" => "a YAML list".to_owned(),
         "a map" => "a YAML mapping".to_owned(),
         other if other.starts_with("struct ") => "a YAML mapping".to_owned(),

@@ -151,14 +151,17 @@ fn first_line(message: &str) -> String {
 }
 
 /// Rewrites parser messages that speak to a Rust developer into ones for a person editing YAML.
+/// Parentheses are kept for the hint that ends every error line.
 fn friendly(message: &str) -> String {
-    match message.strip_prefix("duplicate mapping key: ") {
-        Some(rest) => {
-            let key = rest.split(", set ").next().unwrap_or(rest);
-            format!("duplicate key `{key}`")
-        }
-        None => message.to_owned(),
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set ").next().unwrap_or(rest);
+        return format!("duplicate key `{key}`");
     }
+    if message.starts_with("multiple YAML documents") {
+        return "the file holds more than one YAML document; keep one, without `---` separators"
+            .to_owned();
+    }
+    message.replace(" (", ", ").replace(')', "")
 }
 
 impl Node {

@@ -23,6 +23,10 @@ fn single_error(body: &str, path: &str, line: u64, column: u64) -> Diagnostic {
     );
     assert_eq!(error.severity, Severity::Error);
     assert_eq!(error.to_string().lines().count(), 1, "{error}");
+    assert!(
+        !error.message.contains(['(', ')']) && !error.hint.contains(['(', ')']),
+        "the only parentheses enclose the hint: {error}"
+    );
     error
 }
 
@@ -322,6 +326,24 @@ fn extra_args_values_are_strings() {
         10,
     );
     assert_mentions(&error, &["invalid type: integer `2`", "quote it"]);
+}
+
+#[test]
+fn empty_file() {
+    let errors = errors_of("");
+    assert_eq!(errors.errors.len(), 1);
+    assert_mentions(
+        &errors.errors[0],
+        &["the file is empty", "k0x config create"],
+    );
+}
+
+#[test]
+fn more_than_one_document() {
+    let errors = errors_of(&format!("{HEADER}---\n{HEADER}"));
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert_eq!(errors.errors[0].line, 4, "{errors}");
+    assert_mentions(&errors.errors[0], &["more than one YAML document"]);
 }
 
 #[test]
