@@ -449,3 +449,26 @@ fn k0s_file_errors_still_are_errors() {
     assert_eq!(errors.warnings.len(), 1);
     assert_eq!(errors.warnings[0].path, "spec.telemetry");
 }
+
+#[test]
+fn old_k0s_kind_cluster_is_accepted_in_k0s_files_only() {
+    let k0s = "apiVersion: k0s.k0sproject.io/v1beta1\nkind: Cluster\n";
+    assert!(check_yaml(k0s, "k0s.yaml").is_ok());
+    let errors = errors_of("apiVersion: k0x.io/v1beta1\nkind: Cluster\n");
+    assert_eq!(errors.errors[0].path, "kind");
+}
+
+#[test]
+fn k0s_value_k0x_cannot_honour_is_an_error() {
+    let errors = errors_of(
+        "apiVersion: k0s.k0sproject.io/v1beta1\nkind: ClusterConfig\nspec:\n  storage:\n    type: kine\n    kine:\n      dataSource: sqlite:///db\n",
+    );
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    let error = &errors.errors[0];
+    assert_eq!(
+        (error.path.as_str(), error.line, error.column),
+        ("spec.storage.type", 5, 11)
+    );
+    assert_eq!(errors.warnings.len(), 1);
+    assert_eq!(errors.warnings[0].path, "spec.storage.kine");
+}
