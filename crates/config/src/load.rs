@@ -39,6 +39,7 @@ impl ClusterConfig {
     /// (`/etc/k0x/k0x.yaml`) means the built-in defaults. A file the user named must exist.
     pub fn load_or_default(path: &Path) -> Result<Self, ConfigErrors> {
         if path == Path::new(DEFAULT_CONFIG_FILE) && !path.exists() {
+            tracing::debug!("no configuration at {DEFAULT_CONFIG_FILE}: using the defaults");
             return Ok(Self::default());
         }
         Self::load(path)
