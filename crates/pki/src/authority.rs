@@ -79,7 +79,7 @@ impl CertificateAuthority {
         ];
         let cert = params
             .self_signed(&key)
-            .map_err(|err| PkiError::crypto(format!("self-signing CA {common_name}"), err))?;
+            .map_err(|err| PkiError::crypto(format!("self-signing CA {common_name}"), &err))?;
         let pem = cert.pem();
         let info = CertInfo::parse(Path::new(common_name), &pem)?;
         Ok(Self { cert: info, key })
@@ -184,10 +184,10 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
         let what = || format!("signing a certificate for {}", spec.common_name);
         let issuer = Issuer::from_ca_cert_pem(&self.cert.pem, &self.key)
-            .map_err(|err| PkiError::crypto(what(), err))?;
+            .map_err(|err| PkiError::crypto(what(), &err))?;
         let cert = params
             .signed_by(public_key, &issuer)
-            .map_err(|err| PkiError::crypto(what(), err))?;
+            .map_err(|err| PkiError::crypto(what(), &err))?;
         if spec.organizations.len() <= 1 {
             return Ok(cert.pem());
         }

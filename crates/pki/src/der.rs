@@ -39,7 +39,7 @@ pub fn subject(common_name: &str, organizations: &[String]) -> Vec<u8> {
 /// Returns `cert` with its subject replaced by `subject`, re-signed by `signer` (the key that
 /// signed `cert`, so the signature algorithm field stays right).
 pub fn replace_subject(cert: &[u8], subject: &[u8], signer: &impl SigningKey) -> Result<Vec<u8>> {
-    let malformed = || PkiError::crypto("rewriting a certificate subject", "malformed DER");
+    let malformed = || PkiError::crypto("rewriting a certificate subject", &"malformed DER");
     let outer = elements(content(cert, SEQUENCE).ok_or_else(malformed)?).ok_or_else(malformed)?;
     let [tbs, algorithm, _signature] = outer.as_slice() else {
         return Err(malformed());
@@ -53,7 +53,7 @@ pub fn replace_subject(cert: &[u8], subject: &[u8], signer: &impl SigningKey) ->
     let new_tbs = tlv(SEQUENCE, &fields.concat());
     let signature = signer
         .sign(&new_tbs)
-        .map_err(|err| PkiError::crypto("signing a certificate", err))?;
+        .map_err(|err| PkiError::crypto("signing a certificate", &err))?;
     let bits = [&[0u8][..], &signature].concat();
     Ok(tlv(
         SEQUENCE,

@@ -51,7 +51,7 @@ impl PkiError {
         }
     }
 
-    pub(crate) fn crypto(what: impl Into<String>, detail: impl ToString) -> Self {
+    pub(crate) fn crypto(what: impl Into<String>, detail: &dyn std::fmt::Display) -> Self {
         Self::Crypto {
             what: what.into(),
             detail: detail.to_string(),

@@ -16,19 +16,19 @@ const RSA_BITS: usize = 2048;
 pub fn generate(key_type: KeyType) -> Result<KeyPair> {
     match key_type {
         KeyType::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|err| PkiError::crypto("generating an ECDSA P-256 key", err)),
+            .map_err(|err| PkiError::crypto("generating an ECDSA P-256 key", &err)),
         KeyType::Rsa2048 => generate_rsa(),
     }
 }
 
 fn generate_rsa() -> Result<KeyPair> {
     let key = rsa::PrivateKey::new(&mut getrandom::SysRng, RSA_BITS)
-        .map_err(|err| PkiError::crypto("generating an RSA 2048 key", err))?;
+        .map_err(|err| PkiError::crypto("generating an RSA 2048 key", &err))?;
     let pkcs8 = key
         .to_pkcs8_der()
-        .map_err(|err| PkiError::crypto("encoding an RSA key as PKCS#8", err))?;
+        .map_err(|err| PkiError::crypto("encoding an RSA key as PKCS#8", &err))?;
     KeyPair::try_from(pkcs8.as_bytes())
-        .map_err(|err| PkiError::crypto("loading a generated RSA key", err))
+        .map_err(|err| PkiError::crypto("loading a generated RSA key", &err))
 }
 
 /// Parses a PKCS#8 PEM private key read from `path`.

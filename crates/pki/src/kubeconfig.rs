@@ -65,7 +65,7 @@ impl Kubeconfig {
             PkiError::material(path, problem, "remove it so that it is written again")
         };
         let file: File = serde_saphyr::from_str(text)
-            .map_err(|err| corrupt(format!("is not a kubeconfig ({err})")))?;
+            .map_err(|err| corrupt(format!("is not a kubeconfig ({})", first_line(&err))))?;
         let (Some(cluster), Some(user)) = (file.clusters.first(), file.users.first()) else {
             return Err(corrupt("has no cluster or no user".to_owned()));
         };
@@ -90,6 +90,16 @@ impl Kubeconfig {
             client_key_pem: decode("client-key-data", &user.user.client_key_data)?,
         })
     }
+}
+
+/// The YAML parser's errors span several lines (with a source excerpt); keep the headline.
+fn first_line(err: &impl ToString) -> String {
+    err.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 #[derive(Deserialize)]
