@@ -1,6 +1,9 @@
 //! One module per subcommand; each exposes its clap arguments and a `run` function.
 
 pub mod completion;
+pub mod kubeconfig;
+pub mod pki;
+pub mod user;
 pub mod version;
 
 use clap::Subcommand;
@@ -13,6 +16,12 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish).
     Completion(completion::CompletionArgs),
+    /// Create people's kubeconfigs (client certificates signed by the cluster CA).
+    User(user::UserArgs),
+    /// Print kubeconfigs k0x keeps (admin).
+    Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Manage the cluster PKI in the data dir.
+    Pki(pki::PkiArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -20,5 +29,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Version(args) => version::run(global, &args),
         Command::Completion(args) => completion::run(&args),
+        Command::User(args) => user::run(global, &args),
+        Command::Kubeconfig(args) => kubeconfig::run(global, &args),
+        Command::Pki(args) => pki::run(global, &args),
     }
 }

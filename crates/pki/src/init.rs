@@ -39,14 +39,9 @@ pub struct PkiReport {
 }
 
 impl PkiReport {
+    /// Logged at debug level only: callers print or log the report as fits them.
     fn record(&mut self, path: PathBuf, action: Action) {
-        match &action {
-            Action::Created => tracing::info!(file = %path.display(), "created"),
-            Action::Reissued(why) => {
-                tracing::info!(file = %path.display(), reason = %why, "re-issued")
-            }
-            Action::Kept => tracing::debug!(file = %path.display(), "kept"),
-        }
+        tracing::debug!(file = %path.display(), ?action, "pki");
         self.entries.push((path, action));
     }
 
