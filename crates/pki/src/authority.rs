@@ -116,18 +116,14 @@ impl CertificateAuthority {
         Ok(Some(Self { cert, key }))
     }
 
-    /// Writes the certificate (0644) and key (0600) under `data` as `name`.
+    /// Writes the key (0600), then the certificate (0644) under `data` as `name`, durably.
     pub fn store(&self, data: &DataDir, name: &str) -> Result<()> {
-        fsio::write_atomic(
-            &data.pki_key(name),
-            self.key.serialize_pem().as_bytes(),
-            fsio::SECRET_MODE,
-        )?;
-        fsio::write_atomic(
-            &data.pki_cert(name),
-            self.cert.pem.as_bytes(),
-            fsio::PUBLIC_MODE,
-        )
+        let key_path = data.pki_key(name);
+        let key_pem = self.key.serialize_pem();
+        fsio::replace_unsynced(&key_path, key_pem.as_bytes(), fsio::SECRET_MODE)?;
+        let cert_path = data.pki_cert(name);
+        fsio::replace_unsynced(&cert_path, self.cert.pem.as_bytes(), fsio::PUBLIC_MODE)?;
+        fsio::sync_dir(cert_path.parent().unwrap_or(&data.pki()))
     }
 
     /// The CA certificate.

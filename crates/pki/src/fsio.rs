@@ -13,14 +13,21 @@ pub const SECRET_MODE: u32 = 0o600;
 /// Mode of certificates and public keys.
 pub const PUBLIC_MODE: u32 = 0o644;
 
-/// Replaces `path` atomically with `contents`, created with `mode`.
+/// Replaces `path` atomically with `contents`, created with `mode`, and makes it durable.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    replace_unsynced(path, contents, mode)?;
+    sync_parent(path)
+}
+
+/// Like [`write_atomic`], but the caller syncs the directory afterwards ([`sync_dir`]): many
+/// files written into one directory then cost one directory sync instead of one each. Until
+/// then a crash may lose the rename, never leave a partial file.
+pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let temp = write_temp(path, contents, mode)?;
     fs::rename(&temp, path).map_err(|err| {
         let _ = fs::remove_file(&temp);
         PkiError::io("replace", path, err)
-    })?;
-    sync_parent(path)
+    })
 }
 
 /// Creates `path` with `contents` and `mode`, failing if it already exists (never clobbers).
@@ -77,13 +84,17 @@ fn temp_path(path: &Path) -> PathBuf {
 
 /// Makes the rename durable: without syncing the directory a crash may forget the new entry.
 fn sync_parent(path: &Path) -> Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::File::open(parent)
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// Makes the entries of `dir` (renames into it) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .map_err(|err| PkiError::io("sync", parent, err))
+        .map_err(|err| PkiError::io("sync", dir, err))
 }
 
 #[cfg(test)]

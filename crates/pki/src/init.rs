@@ -130,6 +130,13 @@ pub fn ensure_pki(data: &DataDir, req: &PkiRequest) -> Result<PkiReport> {
             }
         }
     }
+    // Leafs are written without a directory sync each (they can always be re-issued); one
+    // sync per directory makes them durable. CAs and the service-account key were synced
+    // one by one as they were written.
+    if !report.unchanged() {
+        fsio::sync_dir(&data.pki())?;
+        fsio::sync_dir(&data.etcd_pki())?;
+    }
     Ok(report)
 }
 
@@ -333,12 +340,9 @@ fn ensure_service_account_key(
         }
         None => {
             let key = keys::generate(req.key_type)?;
-            fsio::write_atomic(&key_path, key.serialize_pem().as_bytes(), fsio::SECRET_MODE)?;
-            fsio::write_atomic(
-                &pub_path,
-                key.public_key_pem().as_bytes(),
-                fsio::PUBLIC_MODE,
-            )?;
+            let (key_pem, pub_pem) = (key.serialize_pem(), key.public_key_pem());
+            fsio::replace_unsynced(&key_path, key_pem.as_bytes(), fsio::SECRET_MODE)?;
+            fsio::write_atomic(&pub_path, pub_pem.as_bytes(), fsio::PUBLIC_MODE)?;
             report.record(key_path, Action::Created);
             return Ok(());
         }
@@ -390,8 +394,8 @@ fn ensure_leaf_files(
         }
     };
     let (cert_pem, key) = ca.issue(spec, req.key_type, req.leaf_validity)?;
-    fsio::write_atomic(&key_path, key.serialize_pem().as_bytes(), fsio::SECRET_MODE)?;
-    fsio::write_atomic(&cert_path, cert_pem.as_bytes(), fsio::PUBLIC_MODE)?;
+    fsio::replace_unsynced(&key_path, key.serialize_pem().as_bytes(), fsio::SECRET_MODE)?;
+    fsio::replace_unsynced(&cert_path, cert_pem.as_bytes(), fsio::PUBLIC_MODE)?;
     report.record(cert_path, action);
     Ok(())
 }
@@ -439,7 +443,7 @@ fn ensure_kubeconfig(
         client_cert_pem: cert_pem,
         client_key_pem: key.serialize_pem(),
     };
-    fsio::write_atomic(&path, config.render().as_bytes(), fsio::SECRET_MODE)?;
+    fsio::replace_unsynced(&path, config.render().as_bytes(), fsio::SECRET_MODE)?;
     report.record(path, action);
     Ok(())
 }
