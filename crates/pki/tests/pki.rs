@@ -523,3 +523,12 @@ fn ca_pin_is_the_sha256_of_the_der_openssl_computes() {
     assert_eq!(pin, expected.split_whitespace().next().unwrap());
     assert_eq!(k0x_pki::load_cluster_ca(&data).unwrap().pin(), pin);
 }
+
+#[test]
+fn an_expired_ca_is_reported_not_replaced() {
+    let (_tmp, data) = fresh();
+    let mut req = request();
+    req.ca_validity = Duration::ZERO;
+    ensure_pki(&data, &req).unwrap();
+    expect_error(&data, &data.pki_cert(pki_names::CA), "CA expired on");
+}
