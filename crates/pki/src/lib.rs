@@ -25,7 +25,7 @@ mod request;
 mod user;
 pub mod x509;
 
-pub use authority::{CertSpec, CertificateAuthority, Usage, ca_pin, load_cluster_ca, pem_encode};
+pub use authority::{CertSpec, CertificateAuthority, Usage, ca_pin, load_cluster_ca};
 pub use error::{PkiError, Result};
 pub use fsio::{SECRET_MODE, write_atomic, write_new};
 pub use init::{Action, PkiReport, ensure_pki};
