@@ -11,6 +11,7 @@
 //! - [`user_kubeconfig`]: a person's kubeconfig; [`admin_kubeconfig`]: `pki/admin.conf`.
 //! - [`load_cluster_ca`], [`CertificateAuthority::sign_node_csr`], [`ca_pin`]: what the join API
 //!   needs to admit workers.
+//! - [`ControllerSecrets`]: the CAs and service-account keys a joining controller receives.
 //! - [`Kubeconfig::render`]: kubeconfigs with embedded credentials for other callers.
 
 mod authority;
@@ -22,6 +23,7 @@ mod keys;
 mod kubeconfig;
 mod names;
 mod request;
+mod shared;
 mod user;
 pub mod x509;
 
@@ -38,4 +40,5 @@ pub use request::{
     CA_VALIDITY, LEAF_VALIDITY, PkiRequest, first_service_ip, host_addresses, hostname,
     public_api_url,
 };
+pub use shared::{CaPair, ControllerSecrets};
 pub use user::{UserRequest, admin_kubeconfig, user_kubeconfig};

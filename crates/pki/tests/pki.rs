@@ -532,3 +532,58 @@ fn an_expired_ca_is_reported_not_replaced() {
     ensure_pki(&data, &req).unwrap();
     expect_error(&data, &data.pki_cert(pki_names::CA), "CA expired on");
 }
+
+#[test]
+fn a_joining_controller_shares_the_cas_and_issues_its_own_leafs() {
+    let (tmp, first) = fresh();
+    ensure_pki(&first, &request()).unwrap();
+    let secrets = k0x_pki::ControllerSecrets::read(&first).unwrap();
+    assert_eq!(format!("{secrets:?}"), "ControllerSecrets { .. }");
+    let wire = serde_json::to_string(&secrets).unwrap();
+    let received: k0x_pki::ControllerSecrets = serde_json::from_str(&wire).unwrap();
+
+    let second = DataDir::new(tmp.path().join("second"));
+    received.install(&second).unwrap();
+    received.install(&second).unwrap();
+    let mut req = request();
+    req.hostname = "ctrl-2".into();
+    let report = ensure_pki(&second, &req).unwrap();
+    assert_eq!(
+        action(&report, &second.pki_cert(pki_names::CA)),
+        Action::Kept
+    );
+    assert_eq!(
+        action(&report, &second.pki_cert(pki_names::APISERVER)),
+        Action::Created
+    );
+    for name in [pki_names::CA, pki_names::ETCD_CA, pki_names::FRONT_PROXY_CA] {
+        assert_eq!(
+            fs::read(first.pki_key(name)).unwrap(),
+            fs::read(second.pki_key(name)).unwrap()
+        );
+        assert_eq!(mode(&second.pki_key(name)), 0o600);
+    }
+    assert_eq!(
+        fs::read(first.sa_key()).unwrap(),
+        fs::read(second.sa_key()).unwrap()
+    );
+
+    let (_other_tmp, other) = fresh();
+    ensure_pki(&other, &request()).unwrap();
+    let before = snapshot(other.root());
+    let err = received.install(&other).unwrap_err().to_string();
+    assert!(err.contains("belongs to another cluster"), "{err}");
+    assert_eq!(snapshot(other.root()), before);
+
+    let mut broken = received;
+    broken.sa_pub = secrets.ca.cert;
+    let fresh_dir = DataDir::new(tmp.path().join("third"));
+    assert!(
+        broken
+            .install(&fresh_dir)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match sa.key")
+    );
+    assert!(!fresh_dir.root().exists(), "nothing written");
+}
