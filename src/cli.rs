@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, ValueEnum};
-use k0x_config::{DataDir, RunDir, layout};
+use k0x_config::{ClusterConfig, DataDir, RunDir, layout};
 
 use crate::cmd::Command;
 
@@ -47,6 +47,11 @@ impl GlobalArgs {
 
     pub fn run_dir(&self) -> RunDir {
         RunDir::new(&self.run_dir)
+    }
+
+    /// The cluster configuration from `--config`; the built-in defaults when the default file is absent.
+    pub fn load_config(&self) -> anyhow::Result<ClusterConfig> {
+        ClusterConfig::load_or_default(&self.config).map_err(|errors| anyhow::anyhow!("{errors}"))
     }
 }
 

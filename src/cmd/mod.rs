@@ -2,6 +2,9 @@
 
 pub mod completion;
 pub mod config;
+pub mod kubeconfig;
+pub mod pki;
+pub mod user;
 pub mod version;
 
 use clap::Subcommand;
@@ -16,6 +19,12 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Print the default cluster configuration or validate a configuration file.
     Config(config::ConfigArgs),
+    /// Create people's kubeconfigs (client certificates signed by the cluster CA).
+    User(user::UserArgs),
+    /// Print kubeconfigs k0x keeps (admin).
+    Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Manage the cluster PKI in the data dir.
+    Pki(pki::PkiArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -24,5 +33,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run(global, &args),
         Command::Completion(args) => completion::run(&args),
         Command::Config(args) => config::run(global, &args),
+        Command::User(args) => user::run(global, &args),
+        Command::Kubeconfig(args) => kubeconfig::run(global, &args),
+        Command::Pki(args) => pki::run(global, &args),
     }
 }
