@@ -11,7 +11,7 @@
 mod apiserver;
 mod args;
 pub mod cgroups;
-mod cni;
+pub mod cni;
 pub mod component;
 mod containerd;
 pub mod context;
