@@ -54,22 +54,41 @@ impl KubeApiserver {
             .path("etcd-cafile", &cert(pki_names::ETCD_CA))
             .path("etcd-certfile", &cert(pki_names::APISERVER_ETCD_CLIENT))
             .path("etcd-keyfile", &key(pki_names::APISERVER_ETCD_CLIENT))
-            .path("kubelet-client-certificate", &cert(pki_names::APISERVER_KUBELET_CLIENT))
-            .path("kubelet-client-key", &key(pki_names::APISERVER_KUBELET_CLIENT))
-            .set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
+            .path(
+                "kubelet-client-certificate",
+                &cert(pki_names::APISERVER_KUBELET_CLIENT),
+            )
+            .path(
+                "kubelet-client-key",
+                &key(pki_names::APISERVER_KUBELET_CLIENT),
+            )
+            .set(
+                "kubelet-preferred-address-types",
+                "InternalIP,ExternalIP,Hostname",
+            )
             .set("service-cluster-ip-range", &spec.network.service_cidr)
             .set("service-account-issuer", service_account_issuer(ctx))
             .path("service-account-key-file", &data.sa_pub())
             .path("service-account-signing-key-file", &data.sa_key())
-            .path("proxy-client-cert-file", &cert(pki_names::FRONT_PROXY_CLIENT))
+            .path(
+                "proxy-client-cert-file",
+                &cert(pki_names::FRONT_PROXY_CLIENT),
+            )
             .path("proxy-client-key-file", &key(pki_names::FRONT_PROXY_CLIENT))
-            .path("requestheader-client-ca-file", &cert(pki_names::FRONT_PROXY_CA))
+            .path(
+                "requestheader-client-ca-file",
+                &cert(pki_names::FRONT_PROXY_CA),
+            )
             .set("requestheader-allowed-names", "front-proxy-client")
             .set("requestheader-extra-headers-prefix", "X-Remote-Extra-")
             .set("requestheader-group-headers", "X-Remote-Group")
             .set("requestheader-username-headers", "X-Remote-User");
         let contract = FlagContract::for_component(NAME);
-        flags.merge_extra(&spec.api.extra_args, "spec.api.extraArgs", contract.as_ref())?;
+        flags.merge_extra(
+            &spec.api.extra_args,
+            "spec.api.extraArgs",
+            contract.as_ref(),
+        )?;
         Ok(flags)
     }
 }
@@ -109,11 +128,19 @@ mod tests {
         let mut ctx = context();
         ctx.config.spec.api.port = 7443;
         let extra = &mut ctx.config.spec.api.extra_args;
-        extra.insert("enable-admission-plugins".into(), "NodeRestriction,PodSecurity".into());
+        extra.insert(
+            "enable-admission-plugins".into(),
+            "NodeRestriction,PodSecurity".into(),
+        );
         let spec = KubeApiserver.spec(&ctx).unwrap();
         assert!(spec.args.contains(&"--secure-port=7443".to_owned()));
-        assert!(spec.args.contains(&"--enable-admission-plugins=NodeRestriction,PodSecurity".to_owned()));
-        let Probe::Http { url, .. } = &spec.readiness.probe else { panic!() };
+        assert!(
+            spec.args
+                .contains(&"--enable-admission-plugins=NodeRestriction,PodSecurity".to_owned())
+        );
+        let Probe::Http { url, .. } = &spec.readiness.probe else {
+            panic!()
+        };
         assert_eq!(url, "https://127.0.0.1:7443/readyz");
         assert_eq!(spec.depends_on, ["etcd"]);
     }

@@ -20,6 +20,10 @@ impl Flags {
     }
 
     /// Sets `name` (without `--`) to `value`, replacing an earlier value.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "call sites pass bools, ports, addresses and temporaries; by value reads best"
+    )]
     pub(crate) fn set(&mut self, name: &str, value: impl ToString) -> &mut Self {
         let value = value.to_string();
         match self.entries.iter_mut().find(|(n, _)| n == name) {
@@ -94,6 +98,9 @@ mod tests {
             .merge_extra(&extra, "spec.api.extraArgs", Some(&contract))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("spec.api.extraArgs.insecure-port:"), "{err}");
+        assert!(
+            err.starts_with("spec.api.extraArgs.insecure-port:"),
+            "{err}"
+        );
     }
 }

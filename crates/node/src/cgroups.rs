@@ -23,7 +23,11 @@ impl CgroupDriver {
     }
 
     pub fn from_systemd_booted(booted: bool) -> Self {
-        if booted { Self::Systemd } else { Self::Cgroupfs }
+        if booted {
+            Self::Systemd
+        } else {
+            Self::Cgroupfs
+        }
     }
 
     /// The value of the kubelet's `cgroupDriver` field.

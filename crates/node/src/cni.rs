@@ -106,7 +106,10 @@ mod tests {
             .map(|p| p["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, ["bridge", "portmap"]);
-        assert_eq!(value["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "{{.PodCIDR}}");
+        assert_eq!(
+            value["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "{{.PodCIDR}}"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::fmt;
 use k0x_supervisor::Spec;
 
 use crate::files::{DirSpec, RenderedFile};
-use crate::{NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, kubelet};
 use crate::scheduler;
+use crate::{NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, kubelet};
 
 /// One supervised component: what it needs on disk and how to run it.
 pub trait Component: fmt::Debug + Send + Sync {
@@ -70,7 +70,10 @@ pub fn filter_disabled(
     components: Vec<Box<dyn Component>>,
     disabled: &[String],
 ) -> Result<Vec<Box<dyn Component>>, NodeError> {
-    if let Some(unknown) = disabled.iter().find(|d| !ALL_COMPONENTS.contains(&d.as_str())) {
+    if let Some(unknown) = disabled
+        .iter()
+        .find(|d| !ALL_COMPONENTS.contains(&d.as_str()))
+    {
         return Err(NodeError::UnknownComponent {
             name: unknown.clone(),
             known: ALL_COMPONENTS.join(", "),
@@ -90,7 +93,8 @@ pub fn specs(components: &[Box<dyn Component>], ctx: &NodeContext) -> Result<Vec
         .iter()
         .map(|component| {
             let mut spec = component.spec(ctx)?;
-            spec.depends_on.retain(|dep| present.contains(&dep.as_str()));
+            spec.depends_on
+                .retain(|dep| present.contains(&dep.as_str()));
             Ok(spec)
         })
         .collect()

@@ -47,7 +47,9 @@ pub fn render_config(ctx: &NodeContext) -> String {
     let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
     let imports = paths::containerd_imports(data).join("*.toml");
     let conf_template = match cni::cni_setup(ctx) {
-        CniSetup::Bridge { template } => format!("    conf_template = {}\n", toml_str(template.display())),
+        CniSetup::Bridge { template } => {
+            format!("    conf_template = {}\n", toml_str(template.display()))
+        }
         CniSetup::External { .. } => String::new(),
     };
     format!(

@@ -171,8 +171,10 @@ fn swap_enabled() -> bool {
 
 fn resolv_conf() -> PathBuf {
     let resolved = Path::new("/run/systemd/resolve/resolv.conf");
-    let stub_in_use = fs::read_to_string("/etc/resolv.conf")
-        .is_ok_and(|s| s.lines().any(|l| l.trim_start().starts_with("nameserver 127.0.0.53")));
+    let stub_in_use = fs::read_to_string("/etc/resolv.conf").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.trim_start().starts_with("nameserver 127.0.0.53"))
+    });
     if stub_in_use && resolved.is_file() {
         resolved.to_path_buf()
     } else {
@@ -214,11 +216,24 @@ mod tests {
     #[test]
     fn probe_timeouts_come_from_config() {
         let mut config = ClusterConfig::default();
-        config.spec.probes.timeout_seconds.insert("etcd".into(), 300);
+        config
+            .spec
+            .probes
+            .timeout_seconds
+            .insert("etcd".into(), 300);
         config.spec.probes.default_timeout_seconds = 45;
         let ctx = NodeContext::new(config, DataDir::new("/d"), RunDir::new("/r"), test_facts());
-        assert_eq!(ctx.readiness("etcd", Probe::None).timing.timeout.as_secs(), 300);
-        assert_eq!(ctx.readiness("kubelet", Probe::None).timing.timeout.as_secs(), 45);
+        assert_eq!(
+            ctx.readiness("etcd", Probe::None).timing.timeout.as_secs(),
+            300
+        );
+        assert_eq!(
+            ctx.readiness("kubelet", Probe::None)
+                .timing
+                .timeout
+                .as_secs(),
+            45
+        );
     }
 
     fn test_facts() -> NodeFacts {

@@ -90,10 +90,16 @@ impl FlagContract {
                 };
                 let name = flag.split_once('=').map_or(flag, |(name, _)| name);
                 if let Some(note) = self.removed_note(name) {
-                    return Some(format!("--{name} was removed from {} ({note})", self.component));
+                    return Some(format!(
+                        "--{name} was removed from {} ({note})",
+                        self.component
+                    ));
                 }
                 (!self.accepts(name)).then(|| {
-                    format!("--{name} is not a {} {KUBERNETES_VERSION} flag", self.component)
+                    format!(
+                        "--{name} is not a {} {KUBERNETES_VERSION} flag",
+                        self.component
+                    )
                 })
             })
             .collect()
@@ -108,9 +114,15 @@ mod tests {
     fn every_contract_parses_and_is_consistent() {
         for (component, _) in CONTRACTS {
             let contract = FlagContract::for_component(component).unwrap();
-            assert!(contract.accepted.len() > 20, "{component}: contract too small");
+            assert!(
+                contract.accepted.len() > 20,
+                "{component}: contract too small"
+            );
             for flag in contract.removed.keys() {
-                assert!(!contract.accepts(flag), "{component}: {flag} both accepted and removed");
+                assert!(
+                    !contract.accepts(flag),
+                    "{component}: {flag} both accepted and removed"
+                );
             }
         }
     }
@@ -118,7 +130,10 @@ mod tests {
     #[test]
     fn violations_name_the_flag() {
         let contract = FlagContract::for_component("kube-scheduler").unwrap();
-        let args = vec!["--leader-elect=true".to_owned(), "--leader-elekt=true".to_owned()];
+        let args = vec![
+            "--leader-elect=true".to_owned(),
+            "--leader-elekt=true".to_owned(),
+        ];
         assert_eq!(contract.violations(&args).len(), 1);
         assert!(contract.violations(&args)[0].contains("--leader-elekt"));
     }

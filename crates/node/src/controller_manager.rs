@@ -33,13 +33,22 @@ impl KubeControllerManager {
             .path("authorization-kubeconfig", &kubeconfig)
             .set("bind-address", Ipv4Addr::LOCALHOST)
             .set("secure-port", SECURE_PORT)
-            .path("tls-cert-file", &data.pki_cert(pki_names::CONTROLLER_MANAGER_SERVER))
-            .path("tls-private-key-file", &data.pki_key(pki_names::CONTROLLER_MANAGER_SERVER))
+            .path(
+                "tls-cert-file",
+                &data.pki_cert(pki_names::CONTROLLER_MANAGER_SERVER),
+            )
+            .path(
+                "tls-private-key-file",
+                &data.pki_key(pki_names::CONTROLLER_MANAGER_SERVER),
+            )
             .set("leader-elect", true)
             .set("profiling", false)
             .set("cluster-name", &ctx.config.metadata.name)
             .path("client-ca-file", &ca)
-            .path("requestheader-client-ca-file", &data.pki_cert(pki_names::FRONT_PROXY_CA))
+            .path(
+                "requestheader-client-ca-file",
+                &data.pki_cert(pki_names::FRONT_PROXY_CA),
+            )
             .path("root-ca-file", &ca)
             .path("cluster-signing-cert-file", &ca)
             .path("cluster-signing-key-file", &data.pki_key(pki_names::CA))
@@ -82,9 +91,14 @@ mod tests {
         let mut ctx = context();
         ctx.config.spec.network.pod_cidr = "10.50.0.0/16".into();
         let spec = KubeControllerManager.spec(&ctx).unwrap();
-        assert!(spec.args.contains(&"--cluster-cidr=10.50.0.0/16".to_owned()));
+        assert!(
+            spec.args
+                .contains(&"--cluster-cidr=10.50.0.0/16".to_owned())
+        );
         assert!(spec.args.contains(&"--allocate-node-cidrs=true".to_owned()));
-        let Probe::Http { url, .. } = &spec.readiness.probe else { panic!() };
+        let Probe::Http { url, .. } = &spec.readiness.probe else {
+            panic!()
+        };
         assert_eq!(url, "https://127.0.0.1:10257/healthz");
     }
 }

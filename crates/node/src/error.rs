@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error(
-        "--disable-components: unknown component {name:?}; use one of: {known}"
-    )]
+    #[error("--disable-components: unknown component {name:?}; use one of: {known}")]
     UnknownComponent { name: String, known: String },
 
     #[error("{field}: {value:?} is not a valid {expected}; {hint}")]

@@ -62,7 +62,10 @@ impl Etcd {
             .set("initial-advertise-peer-urls", &peer)
             .set("initial-cluster", initial_cluster)
             .set("initial-cluster-state", state)
-            .set("initial-cluster-token", format!("k0x-{}", ctx.config.metadata.name))
+            .set(
+                "initial-cluster-token",
+                format!("k0x-{}", ctx.config.metadata.name),
+            )
             .path("trusted-ca-file", &data.pki_cert(pki_names::ETCD_CA))
             .path("cert-file", &data.pki_cert(pki_names::ETCD_SERVER))
             .path("key-file", &data.pki_key(pki_names::ETCD_SERVER))
@@ -107,7 +110,8 @@ impl Component for Etcd {
         if cfg!(target_arch = "arm") {
             // etcd refuses 32-bit ARM unless told the risk is accepted; small boards are a
             // target of k0x.
-            spec.env.insert("ETCD_UNSUPPORTED_ARCH".into(), "arm".into());
+            spec.env
+                .insert("ETCD_UNSUPPORTED_ARCH".into(), "arm".into());
         }
         spec.readiness = ctx.readiness(NAME, probe);
         spec.stop_timeout = Duration::from_secs(20);
@@ -129,17 +133,34 @@ mod tests {
     fn single_member_with_mtls() {
         let ctx = context();
         let spec = Etcd.spec(&ctx).unwrap();
-        assert_eq!(arg(&spec, "listen-client-urls"), Some("https://127.0.0.1:2379"));
-        assert_eq!(arg(&spec, "listen-peer-urls"), Some("https://192.0.2.10:2380"));
-        assert_eq!(arg(&spec, "initial-cluster"), Some("node-a=https://192.0.2.10:2380"));
+        assert_eq!(
+            arg(&spec, "listen-client-urls"),
+            Some("https://127.0.0.1:2379")
+        );
+        assert_eq!(
+            arg(&spec, "listen-peer-urls"),
+            Some("https://192.0.2.10:2380")
+        );
+        assert_eq!(
+            arg(&spec, "initial-cluster"),
+            Some("node-a=https://192.0.2.10:2380")
+        );
         assert_eq!(arg(&spec, "initial-cluster-state"), Some("new"));
         assert_eq!(arg(&spec, "client-cert-auth"), Some("true"));
         assert_eq!(arg(&spec, "peer-client-cert-auth"), Some("true"));
-        let Probe::Http { url, client_cert, .. } = &spec.readiness.probe else {
+        let Probe::Http {
+            url, client_cert, ..
+        } = &spec.readiness.probe
+        else {
             panic!("etcd must have an HTTPS probe");
         };
         assert_eq!(url, "https://127.0.0.1:2379/health");
-        assert!(client_cert.as_ref().unwrap().ends_with("pki/etcd/k0x-client.crt"));
+        assert!(
+            client_cert
+                .as_ref()
+                .unwrap()
+                .ends_with("pki/etcd/k0x-client.crt")
+        );
     }
 
     #[test]
@@ -162,9 +183,15 @@ mod tests {
         extra.insert("listen-client-urls".into(), "https://127.0.0.1:3379".into());
         let spec = Etcd.spec(&ctx).unwrap();
         assert_eq!(arg(&spec, "quota-backend-bytes"), Some("1024"));
-        let count = spec.args.iter().filter(|a| a.starts_with("--quota-backend-bytes=")).count();
+        let count = spec
+            .args
+            .iter()
+            .filter(|a| a.starts_with("--quota-backend-bytes="))
+            .count();
         assert_eq!(count, 1);
-        let Probe::Http { url, .. } = &spec.readiness.probe else { panic!() };
+        let Probe::Http { url, .. } = &spec.readiness.probe else {
+            panic!()
+        };
         assert_eq!(url, "https://127.0.0.1:3379/health");
     }
 

@@ -69,8 +69,11 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
     Ok(config)
 }
 
+/// A worker profile's name and the values it merges into the kubelet configuration.
+type ProfileValues<'a> = (&'a str, Map<String, Value>);
+
 /// The worker profile to apply: the named one (which must exist), else one called `default`.
-fn selected_profile(ctx: &NodeContext) -> Result<Option<(&str, Map<String, Value>)>, NodeError> {
+fn selected_profile(ctx: &NodeContext) -> Result<Option<ProfileValues<'_>>, NodeError> {
     let profiles = &ctx.config.spec.worker_profiles;
     let wanted = ctx.worker_profile.as_deref();
     let found = profiles
@@ -83,7 +86,11 @@ fn selected_profile(ctx: &NodeContext) -> Result<Option<(&str, Map<String, Value
         }
         (None, Some(name)) => Err(NodeError::UnknownWorkerProfile {
             name: name.to_owned(),
-            known: profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+            known: profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
         (None, None) => Ok(None),
     }
@@ -148,7 +155,9 @@ impl Component for Kubelet {
     fn spec(&self, ctx: &NodeContext) -> Result<Spec, NodeError> {
         let config = kubelet_config(ctx)?;
         let host = config["healthzBindAddress"].as_str().unwrap_or("127.0.0.1");
-        let port = config["healthzPort"].as_u64().unwrap_or(u64::from(HEALTHZ_PORT));
+        let port = config["healthzPort"]
+            .as_u64()
+            .unwrap_or(u64::from(HEALTHZ_PORT));
         let probe = Probe::Http {
             url: format!("http://{host}:{port}/healthz"),
             ca: None,
@@ -193,7 +202,10 @@ mod tests {
         let mut ctx = context();
         let values = [
             ("maxPods".to_owned(), json!(50)),
-            ("authentication".to_owned(), json!({ "webhook": { "cacheTTL": "30s" } })),
+            (
+                "authentication".to_owned(),
+                json!({ "webhook": { "cacheTTL": "30s" } }),
+            ),
         ];
         ctx.config.spec.worker_profiles.push(WorkerProfile {
             name: "default".into(),
@@ -211,13 +223,19 @@ mod tests {
         let mut ctx = context();
         ctx.worker_profile = Some("gpu".into());
         let err = kubelet_config(&ctx).unwrap_err().to_string();
-        assert!(err.starts_with("worker profile \"gpu\" is not defined"), "{err}");
+        assert!(
+            err.starts_with("worker profile \"gpu\" is not defined"),
+            "{err}"
+        );
         ctx.config.spec.worker_profiles.push(WorkerProfile {
             name: "gpu".into(),
             values: [("kind".to_owned(), json!("Pod"))].into_iter().collect(),
         });
         let err = kubelet_config(&ctx).unwrap_err().to_string();
-        assert!(err.starts_with("spec.workerProfiles[gpu].values.kind:"), "{err}");
+        assert!(
+            err.starts_with("spec.workerProfiles[gpu].values.kind:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -56,6 +56,11 @@ mod test_support {
             swap_enabled: false,
             resolv_conf: "/etc/resolv.conf".into(),
         };
-        NodeContext::new(ClusterConfig::default(), DataDir::default(), RunDir::default(), node)
+        NodeContext::new(
+            ClusterConfig::default(),
+            DataDir::default(),
+            RunDir::default(),
+            node,
+        )
     }
 }

@@ -27,10 +27,15 @@ pub fn nth_address(field: &str, net: IpNet, n: u32) -> Result<IpAddr, NodeError>
         hint: "use a prefix of /28 or shorter",
     };
     let addr = match net.network() {
-        IpAddr::V4(base) => IpAddr::V4(u32::from(base).checked_add(n).ok_or_else(too_small)?.into()),
-        IpAddr::V6(base) => {
-            IpAddr::V6(u128::from(base).checked_add(u128::from(n)).ok_or_else(too_small)?.into())
+        IpAddr::V4(base) => {
+            IpAddr::V4(u32::from(base).checked_add(n).ok_or_else(too_small)?.into())
         }
+        IpAddr::V6(base) => IpAddr::V6(
+            u128::from(base)
+                .checked_add(u128::from(n))
+                .ok_or_else(too_small)?
+                .into(),
+        ),
     };
     if net.contains(&addr) && addr != net.broadcast() {
         Ok(addr)
@@ -69,9 +74,18 @@ mod tests {
 
     #[test]
     fn cluster_dns_is_tenth_service_address() {
-        assert_eq!(cluster_dns("10.96.0.0/12").unwrap().to_string(), "10.96.0.10");
-        assert_eq!(cluster_dns("10.43.0.0/16,fd00::/108").unwrap().to_string(), "10.43.0.10");
-        assert_eq!(cluster_dns("fd00:10::/108").unwrap().to_string(), "fd00:10::a");
+        assert_eq!(
+            cluster_dns("10.96.0.0/12").unwrap().to_string(),
+            "10.96.0.10"
+        );
+        assert_eq!(
+            cluster_dns("10.43.0.0/16,fd00::/108").unwrap().to_string(),
+            "10.43.0.10"
+        );
+        assert_eq!(
+            cluster_dns("fd00:10::/108").unwrap().to_string(),
+            "fd00:10::a"
+        );
     }
 
     #[test]

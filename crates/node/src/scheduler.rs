@@ -31,7 +31,10 @@ impl KubeScheduler {
             .set("bind-address", Ipv4Addr::LOCALHOST)
             .set("secure-port", SECURE_PORT)
             .path("tls-cert-file", &data.pki_cert(pki_names::SCHEDULER_SERVER))
-            .path("tls-private-key-file", &data.pki_key(pki_names::SCHEDULER_SERVER))
+            .path(
+                "tls-private-key-file",
+                &data.pki_key(pki_names::SCHEDULER_SERVER),
+            )
             .set("leader-elect", true)
             .set("profiling", false);
         let extra = &ctx.config.spec.scheduler.extra_args;
@@ -77,7 +80,9 @@ mod tests {
     #[test]
     fn probe_uses_secure_port_and_cluster_ca() {
         let spec = KubeScheduler.spec(&context()).unwrap();
-        let Probe::Http { url, ca, .. } = &spec.readiness.probe else { panic!() };
+        let Probe::Http { url, ca, .. } = &spec.readiness.probe else {
+            panic!()
+        };
         assert_eq!(url, "https://127.0.0.1:10259/healthz");
         assert!(ca.as_ref().unwrap().ends_with("pki/ca.crt"));
         assert_eq!(spec.depends_on, ["kube-apiserver"]);
@@ -86,7 +91,11 @@ mod tests {
     #[test]
     fn removed_flag_in_extra_args_is_refused() {
         let mut ctx = context();
-        ctx.config.spec.scheduler.extra_args.insert("port".into(), "0".into());
+        ctx.config
+            .spec
+            .scheduler
+            .extra_args
+            .insert("port".into(), "0".into());
         let err = KubeScheduler.spec(&ctx).unwrap_err().to_string();
         assert!(err.starts_with("spec.scheduler.extraArgs.port:"), "{err}");
     }

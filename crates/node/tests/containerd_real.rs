@@ -33,19 +33,25 @@ fn busybox_image(busybox: &Path, out: &Path) {
     dir.set_mode(0o755);
     dir.set_size(0);
     for name in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
-        layer.append_data(&mut dir.clone(), name, std::io::empty()).unwrap();
+        layer
+            .append_data(&mut dir.clone(), name, std::io::empty())
+            .unwrap();
     }
     let binary = fs::read(busybox).unwrap();
     let mut file = tar::Header::new_gnu();
     file.set_mode(0o755);
     file.set_size(binary.len() as u64);
-    layer.append_data(&mut file, "bin/busybox", binary.as_slice()).unwrap();
+    layer
+        .append_data(&mut file, "bin/busybox", binary.as_slice())
+        .unwrap();
     for applet in ["sh", "ip", "echo", "cat"] {
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
         link.set_size(0);
         link.set_mode(0o777);
-        layer.append_link(&mut link, format!("bin/{applet}"), "busybox").unwrap();
+        layer
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .unwrap();
     }
     let layer = layer.into_inner().unwrap();
     let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
@@ -61,8 +67,9 @@ fn busybox_image(busybox: &Path, out: &Path) {
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     })
     .to_string();
-    let manifest = json!([{ "Config": "config.json", "RepoTags": [IMAGE], "Layers": ["layer.tar"] }])
-        .to_string();
+    let manifest =
+        json!([{ "Config": "config.json", "RepoTags": [IMAGE], "Layers": ["layer.tar"] }])
+            .to_string();
     let mut archive = tar::Builder::new(fs::File::create(out).unwrap());
     for (name, data) in [
         ("layer.tar", layer.as_slice()),
@@ -93,7 +100,12 @@ fn cni_exec(ctx: &CniCall, conf: &Value, command: &str, ifname: &str) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{plugin}: {e}"))?;
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     if !out.status.success() {
         return Err(format!(
@@ -127,7 +139,10 @@ struct PodNetwork {
 impl PodNetwork {
     fn create(plugin_dir: &Path, conflist: Value, bridge: &str) -> Self {
         let netns = format!("k0xt-{}", random_suffix());
-        let status = Command::new("ip").args(["netns", "add", &netns]).status().unwrap();
+        let status = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap();
         assert!(status.success(), "ip netns add failed");
         Self {
             call: CniCall {
@@ -169,14 +184,19 @@ impl PodNetwork {
 
 impl Drop for PodNetwork {
     fn drop(&mut self) {
-        let plugins = self.conflist["plugins"].as_array().cloned().unwrap_or_default();
+        let plugins = self.conflist["plugins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for plugin in plugins.iter().rev() {
             let conf = self.plugin_conf(plugin, self.result.as_ref());
             if let Err(e) = cni_exec(&self.call, &conf, "DEL", "eth0") {
                 eprintln!("cleanup: {e}");
             }
         }
-        let _ = Command::new("ip").args(["netns", "delete", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
         let _ = Command::new("ip")
             .args(["link", "delete", &self.bridge])
             .stderr(Stdio::null())
@@ -196,7 +216,9 @@ struct ContainerdUnderTest {
 impl ContainerdUnderTest {
     fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.arg("--address").arg(&self.socket).args(["--namespace", NAMESPACE]);
+        cmd.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", NAMESPACE]);
         cmd
     }
 }
@@ -231,7 +253,10 @@ impl Drop for ContainerdUnderTest {
 
 fn containerd_spec(ctx: &NodeContext) -> Spec {
     let components = worker_components();
-    let containerd = components.iter().find(|c| c.name() == "containerd").unwrap();
+    let containerd = components
+        .iter()
+        .find(|c| c.name() == "containerd")
+        .unwrap();
     containerd.prepare(ctx).unwrap();
     containerd.spec(ctx).unwrap()
 }
@@ -253,7 +278,16 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     if !k0x_testkit::require_root(test) {
         return;
     }
-    let required = ["containerd", "containerd-shim-runc-v2", "runc", "ctr", "busybox", "ip", "iptables", "host-local"];
+    let required = [
+        "containerd",
+        "containerd-shim-runc-v2",
+        "runc",
+        "ctr",
+        "busybox",
+        "ip",
+        "iptables",
+        "host-local",
+    ];
     let Some(found) = k0x_testkit::require_binaries(test, &required) else {
         return;
     };
@@ -263,7 +297,11 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     // The CNI plugin directory (where host-local is; iproute2 also has a `bridge`).
     let cni_bin = found[7].parent().unwrap().to_path_buf();
     for plugin in ["bridge", "loopback", "portmap"] {
-        assert!(cni_bin.join(plugin).is_file(), "{plugin} missing in {}", cni_bin.display());
+        assert!(
+            cni_bin.join(plugin).is_file(),
+            "{plugin} missing in {}",
+            cni_bin.display()
+        );
     }
     ctx.node.cni_bin_dir = cni_bin.clone();
     let spec = containerd_spec(&ctx);
@@ -275,7 +313,7 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     let suffix = random_suffix();
     let mut containerd = ContainerdUnderTest {
         process: None,
-        socket: socket.clone(),
+        socket,
         root: tmp.path().to_path_buf(),
         container: format!("k0x-test-{suffix}"),
     };
@@ -288,7 +326,11 @@ fn containerd_runs_busybox_on_the_bridge_network() {
             .stderr(log_file),
     ));
     let ready = support::wait_until(Duration::from_secs(60), || {
-        containerd.ctr().arg("version").output().is_ok_and(|o| o.status.success())
+        containerd
+            .ctr()
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
     });
     let log = || fs::read_to_string(tmp.path().join("containerd.log")).unwrap_or_default();
     assert!(ready, "containerd never answered on its socket:\n{}", log());
@@ -296,13 +338,22 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     // The generated CRI section loaded (a config error would leave the plugin in error).
     let plugins = support::run(containerd.ctr().args(["plugins", "ls"]));
     let plugins = String::from_utf8_lossy(&plugins.stdout);
-    let cri = plugins.lines().find(|l| l.contains("io.containerd.grpc.v1") && l.contains(" cri "));
-    assert!(cri.is_some_and(|l| l.trim_end().ends_with("ok")), "CRI plugin not ok:\n{plugins}");
+    let cri = plugins
+        .lines()
+        .find(|l| l.contains("io.containerd.grpc.v1") && l.contains(" cri "));
+    assert!(
+        cri.is_some_and(|l| l.trim_end().ends_with("ok")),
+        "CRI plugin not ok:\n{plugins}"
+    );
 
     let image = tmp.path().join("busybox.tar");
     busybox_image(&found[4], &image);
     let import = support::run(containerd.ctr().args(["images", "import"]).arg(&image));
-    assert!(import.status.success(), "import: {}", String::from_utf8_lossy(&import.stderr));
+    assert!(
+        import.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
 
     let bridge = format!("k0xt{}", &suffix[..4]);
     let octet = 100 + rand::random::<u8>() % 150;
@@ -311,7 +362,10 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     let conflist = test_conflist(&template, &bridge, &subnet, &tmp.path().join("ipam"));
     let mut network = PodNetwork::create(&cni_bin, conflist, &bridge);
     let result = network.attach().unwrap();
-    let address = result["ips"][0]["address"].as_str().unwrap_or_default().to_owned();
+    let address = result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let pod_cidr: ipnet::Ipv4Net = "10.244.0.0/16".parse().unwrap();
     let ip: std::net::Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
     assert!(pod_cidr.contains(&ip), "{address} is outside the pod CIDR");
@@ -326,7 +380,11 @@ fn containerd_runs_busybox_on_the_bridge_network() {
             .arg(format!("network:{}", network.call.netns_path))
             .arg(format!("--log-uri=file://{}", container_log.display()))
             .args([IMAGE, &containerd.container])
-            .args(["/bin/sh", "-c", "ip -4 -o addr show dev eth0; echo hello from k0x"]),
+            .args([
+                "/bin/sh",
+                "-c",
+                "ip -4 -o addr show dev eth0; echo hello from k0x",
+            ]),
     );
     assert!(
         run.status.success(),
@@ -336,7 +394,10 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     );
     let output = fs::read_to_string(&container_log).unwrap();
     assert!(output.contains("hello from k0x"), "container log: {output}");
-    assert!(output.contains(&format!("inet {address}")), "container log: {output}");
+    assert!(
+        output.contains(&format!("inet {address}")),
+        "container log: {output}"
+    );
     drop(network);
     drop(containerd);
 }

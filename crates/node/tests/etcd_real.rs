@@ -63,24 +63,53 @@ fn etcd_runs_with_generated_args_and_mtls() {
     let test_pki = pki::generate(&ctx.data, "node-a", "127.0.0.1");
     let spec = etcd_spec(&ctx);
 
-    let Probe::Http { url, ca, client_cert, client_key } = spec.readiness.probe.clone() else {
+    let Probe::Http {
+        url,
+        ca,
+        client_cert,
+        client_key,
+    } = spec.readiness.probe.clone()
+    else {
         panic!("etcd probe must be HTTPS with a client certificate");
     };
     let endpoint = url.trim_end_matches("/health").to_owned();
     assert_eq!(endpoint, format!("https://127.0.0.1:{client_port}"));
     let good = [ca.as_deref(), client_cert.as_deref(), client_key.as_deref()];
-    let healthy = || etcdctl(&endpoint, good, &["endpoint", "health"]).status.success();
+    let healthy = || {
+        etcdctl(&endpoint, good, &["endpoint", "health"])
+            .status
+            .success()
+    };
 
     let etcd = start(&spec);
-    assert!(support::wait_until(Duration::from_secs(60), healthy), "etcd never became healthy");
+    assert!(
+        support::wait_until(Duration::from_secs(60), healthy),
+        "etcd never became healthy"
+    );
     let put = etcdctl(&endpoint, good, &["put", "/k0x/test", "survives"]);
-    assert!(put.status.success(), "put failed: {}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "put failed: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
 
     // Plain HTTP on the client port is refused.
     let plain = format!("http://127.0.0.1:{client_port}");
-    assert!(!etcdctl(&plain, [None; 3], &["endpoint", "health"]).status.success());
+    assert!(
+        !etcdctl(&plain, [None; 3], &["endpoint", "health"])
+            .status
+            .success()
+    );
     // A client without a certificate is refused.
-    assert!(!etcdctl(&endpoint, [ca.as_deref(), None, None], &["get", "/k0x/test"]).status.success());
+    assert!(
+        !etcdctl(
+            &endpoint,
+            [ca.as_deref(), None, None],
+            &["get", "/k0x/test"]
+        )
+        .status
+        .success()
+    );
     // A client with a certificate from another CA is refused.
     let rogue_ca = pki::TestCa::new("rogue-ca");
     let (cert, key) = rogue_ca.leaf("k0x", &[], &[], pki::Usage::Client);
@@ -88,29 +117,60 @@ fn etcd_runs_with_generated_args_and_mtls() {
     let rogue_key = tmp.path().join("rogue.key");
     std::fs::write(&rogue_cert, cert).unwrap();
     std::fs::write(&rogue_key, key).unwrap();
-    let rogue = [ca.as_deref(), Some(rogue_cert.as_path()), Some(rogue_key.as_path())];
-    assert!(!etcdctl(&endpoint, rogue, &["get", "/k0x/test"]).status.success());
+    let rogue = [
+        ca.as_deref(),
+        Some(rogue_cert.as_path()),
+        Some(rogue_key.as_path()),
+    ];
+    assert!(
+        !etcdctl(&endpoint, rogue, &["get", "/k0x/test"])
+            .status
+            .success()
+    );
     // The apiserver's etcd client certificate works, the cluster CA's admin one does not.
     let etcd_client = [
         ctx.data.pki_cert(pki_names::APISERVER_ETCD_CLIENT),
         ctx.data.pki_key(pki_names::APISERVER_ETCD_CLIENT),
     ];
-    let apiserver = [ca.as_deref(), Some(etcd_client[0].as_path()), Some(etcd_client[1].as_path())];
-    assert!(etcdctl(&endpoint, apiserver, &["get", "/k0x/test"]).status.success());
+    let apiserver = [
+        ca.as_deref(),
+        Some(etcd_client[0].as_path()),
+        Some(etcd_client[1].as_path()),
+    ];
+    assert!(
+        etcdctl(&endpoint, apiserver, &["get", "/k0x/test"])
+            .status
+            .success()
+    );
     let admin = [ctx.data.pki_cert("admin"), ctx.data.pki_key("admin")];
-    let cluster_client = [ca.as_deref(), Some(admin[0].as_path()), Some(admin[1].as_path())];
-    assert!(!etcdctl(&endpoint, cluster_client, &["get", "/k0x/test"]).status.success());
+    let cluster_client = [
+        ca.as_deref(),
+        Some(admin[0].as_path()),
+        Some(admin[1].as_path()),
+    ];
+    assert!(
+        !etcdctl(&endpoint, cluster_client, &["get", "/k0x/test"])
+            .status
+            .success()
+    );
     drop(test_pki);
 
     // The key survives a restart with the same generated arguments.
     etcd.stop();
     let etcd = start(&etcd_spec(&ctx));
-    assert!(support::wait_until(Duration::from_secs(60), healthy), "etcd did not come back");
+    assert!(
+        support::wait_until(Duration::from_secs(60), healthy),
+        "etcd did not come back"
+    );
     let get = etcdctl(&endpoint, good, &["get", "/k0x/test", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "survives");
     etcd.stop();
 
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(ctx.data.etcd()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(ctx.data.etcd())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700, "etcd data dir must be private");
 }

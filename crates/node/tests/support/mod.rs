@@ -33,7 +33,12 @@ pub fn context(root: &Path, name: &str, address: &str, bin: &Path) -> NodeContex
     };
     let data = DataDir::new(root.join("data"));
     data.create().unwrap();
-    NodeContext::new(ClusterConfig::default(), data, RunDir::new(root.join("run")), node)
+    NodeContext::new(
+        ClusterConfig::default(),
+        data,
+        RunDir::new(root.join("run")),
+        node,
+    )
 }
 
 /// A bin dir of symlinks to host binaries, standing in for the extracted payload.

@@ -25,7 +25,9 @@ pub struct TestCa {
 impl TestCa {
     pub fn new(common_name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -48,7 +50,9 @@ impl TestCa {
         let mut params = CertificateParams::new(sans).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         for org in orgs {
-            params.distinguished_name.push(DnType::OrganizationName, *org);
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, *org);
         }
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -122,32 +126,100 @@ pub fn generate(data: &DataDir, node: &str, address: &str) -> TestPki {
     front_proxy_ca.write(data, pki_names::FRONT_PROXY_CA);
 
     let local = ["127.0.0.1", "localhost", address];
-    let leaves: [(&TestCa, &str, &str, &[&str], Vec<&str>, Usage); 10] = [
-        (&ca, pki_names::APISERVER, "kube-apiserver", &[], {
-            let mut sans = vec![
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "10.96.0.1",
-            ];
-            sans.extend(local);
-            sans
-        }, Usage::Server),
-        (&ca, pki_names::APISERVER_KUBELET_CLIENT, "kube-apiserver-kubelet-client", &["system:masters"], vec![], Usage::Client),
-        (&etcd_ca, pki_names::APISERVER_ETCD_CLIENT, "kube-apiserver-etcd-client", &[], vec![], Usage::Client),
-        (&etcd_ca, pki_names::ETCD_SERVER, node, &[], local.to_vec(), Usage::Both),
-        (&etcd_ca, pki_names::ETCD_PEER, node, &[], local.to_vec(), Usage::Both),
-        (&etcd_ca, pki_names::ETCD_K0X_CLIENT, "k0x", &[], vec![], Usage::Client),
-        (&front_proxy_ca, pki_names::FRONT_PROXY_CLIENT, "front-proxy-client", &[], vec![], Usage::Client),
-        (&ca, pki_names::SCHEDULER_SERVER, "kube-scheduler", &[], vec!["127.0.0.1", "localhost"], Usage::Server),
-        (&ca, pki_names::CONTROLLER_MANAGER_SERVER, "kube-controller-manager", &[], vec!["127.0.0.1", "localhost"], Usage::Server),
-        (&ca, "admin", "kubernetes-admin", &["system:masters"], vec![], Usage::Client),
-    ];
-    for (issuer, name, cn, orgs, sans, usage) in leaves {
-        let (cert, key) = issuer.leaf(cn, orgs, &sans, usage);
+    let issue = |issuer: &TestCa, name: &str, cn: &str, orgs: &[&str], sans: &[&str], usage| {
+        let (cert, key) = issuer.leaf(cn, orgs, sans, usage);
         write_pair(data, name, &cert, &key);
-    }
+    };
+    let mut apiserver_sans = vec![
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "10.96.0.1",
+    ];
+    apiserver_sans.extend(local);
+    let loopback = ["127.0.0.1", "localhost"];
+    issue(
+        &ca,
+        pki_names::APISERVER,
+        "kube-apiserver",
+        &[],
+        &apiserver_sans,
+        Usage::Server,
+    );
+    let masters = ["system:masters"];
+    issue(
+        &ca,
+        pki_names::APISERVER_KUBELET_CLIENT,
+        "kube-apiserver-kubelet-client",
+        &masters,
+        &[],
+        Usage::Client,
+    );
+    issue(
+        &etcd_ca,
+        pki_names::APISERVER_ETCD_CLIENT,
+        "kube-apiserver-etcd-client",
+        &[],
+        &[],
+        Usage::Client,
+    );
+    issue(
+        &etcd_ca,
+        pki_names::ETCD_SERVER,
+        node,
+        &[],
+        &local,
+        Usage::Both,
+    );
+    issue(
+        &etcd_ca,
+        pki_names::ETCD_PEER,
+        node,
+        &[],
+        &local,
+        Usage::Both,
+    );
+    issue(
+        &etcd_ca,
+        pki_names::ETCD_K0X_CLIENT,
+        "k0x",
+        &[],
+        &[],
+        Usage::Client,
+    );
+    issue(
+        &front_proxy_ca,
+        pki_names::FRONT_PROXY_CLIENT,
+        "front-proxy-client",
+        &[],
+        &[],
+        Usage::Client,
+    );
+    issue(
+        &ca,
+        pki_names::SCHEDULER_SERVER,
+        "kube-scheduler",
+        &[],
+        &loopback,
+        Usage::Server,
+    );
+    issue(
+        &ca,
+        pki_names::CONTROLLER_MANAGER_SERVER,
+        "kube-controller-manager",
+        &[],
+        &loopback,
+        Usage::Server,
+    );
+    issue(
+        &ca,
+        "admin",
+        "kubernetes-admin",
+        &masters,
+        &[],
+        Usage::Client,
+    );
 
     let sa = KeyPair::generate().unwrap();
     write_file(&data.sa_key(), &sa.serialize_pem(), 0o600);
@@ -157,8 +229,16 @@ pub fn generate(data: &DataDir, node: &str, address: &str) -> TestPki {
     let users = [
         (pki_names::ADMIN, "kubernetes-admin", vec!["system:masters"]),
         (pki_names::SCHEDULER, "system:kube-scheduler", vec![]),
-        (pki_names::CONTROLLER_MANAGER, "system:kube-controller-manager", vec![]),
-        (pki_names::KUBELET, &*format!("system:node:{node}"), vec!["system:nodes"]),
+        (
+            pki_names::CONTROLLER_MANAGER,
+            "system:kube-controller-manager",
+            vec![],
+        ),
+        (
+            pki_names::KUBELET,
+            &*format!("system:node:{node}"),
+            vec!["system:nodes"],
+        ),
     ]
     .map(|(file, cn, orgs)| (file, cn.to_owned(), orgs));
     for (file, cn, orgs) in users {
