@@ -62,6 +62,22 @@ pub fn cni_setup(ctx: &NodeContext) -> CniSetup {
     }
 }
 
+/// The CNI plugins the built-in network needs (`loopback` is used by containerd itself).
+pub const BRIDGE_PLUGINS: &[&str] = &["bridge", "host-local", "portmap", "loopback"];
+
+/// The plugins missing from `ctx.node.cni_bin_dir` for the chosen setup (none for external
+/// providers, which ship their own).
+pub fn missing_cni_plugins(ctx: &NodeContext) -> Vec<&'static str> {
+    match cni_setup(ctx) {
+        CniSetup::Bridge { .. } => BRIDGE_PLUGINS
+            .iter()
+            .copied()
+            .filter(|p| !ctx.node.cni_bin_dir.join(p).is_file())
+            .collect(),
+        CniSetup::External { .. } => Vec::new(),
+    }
+}
+
 /// The bridge conflist for `subnet` (a CIDR, or [`POD_CIDR_PLACEHOLDER`] for the template), on
 /// bridge device `bridge`, with host-local allocations kept in `ipam_dir`.
 pub fn bridge_conflist(bridge: &str, subnet: &str, ipam_dir: &std::path::Path) -> String {
@@ -110,6 +126,15 @@ mod tests {
             value["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "{{.PodCIDR}}"
         );
+    }
+
+    #[test]
+    fn missing_plugins_are_listed() {
+        let mut ctx = context();
+        ctx.node.cni_bin_dir = "/nonexistent".into();
+        assert_eq!(missing_cni_plugins(&ctx), BRIDGE_PLUGINS);
+        ctx.config.spec.network.provider = NetworkProvider::Custom;
+        assert!(missing_cni_plugins(&ctx).is_empty());
     }
 
     #[test]

@@ -85,6 +85,23 @@ pub fn filter_disabled(
         .collect())
 }
 
+/// Why `spec` cannot start on this host, when its executable is missing or not executable: the
+/// server reports it (status, logs) and runs the other components instead of failing silently.
+pub fn missing_binary(spec: &Spec) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = std::fs::metadata(&spec.path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    (!executable).then(|| {
+        format!(
+            "{}: executable {} is missing; the payload does not carry it (see `k0x version \
+             --components`), supply it or run without it: --disable-components {}",
+            spec.name,
+            spec.path.display(),
+            spec.name
+        )
+    })
+}
+
 /// The specs of `components`, with dependencies on components absent from the list dropped
 /// (disabled, or running elsewhere such as the apiserver of a worker-only node).
 pub fn specs(components: &[Box<dyn Component>], ctx: &NodeContext) -> Result<Vec<Spec>, NodeError> {
@@ -123,6 +140,17 @@ mod tests {
             names(&left),
             ["etcd", "kube-apiserver", "kube-controller-manager"]
         );
+    }
+
+    #[test]
+    fn missing_binaries_are_named_with_the_fix() {
+        let ctx = crate::test_support::context();
+        let mut spec = controller_components()[1].spec(&ctx).unwrap();
+        spec.path = "/nonexistent/kube-apiserver".into();
+        let why = missing_binary(&spec).unwrap();
+        assert!(why.contains("--disable-components kube-apiserver"), "{why}");
+        spec.path = "/bin/sh".into();
+        assert_eq!(missing_binary(&spec), None);
     }
 
     #[test]

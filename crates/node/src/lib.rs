@@ -26,9 +26,10 @@ pub mod paths;
 mod scheduler;
 
 pub use cgroups::CgroupDriver;
-pub use cni::{CniSetup, bridge_conflist, cni_setup};
+pub use cni::{CniSetup, bridge_conflist, cni_setup, missing_cni_plugins};
 pub use component::{
-    ALL_COMPONENTS, Component, controller_components, filter_disabled, specs, worker_components,
+    ALL_COMPONENTS, Component, controller_components, filter_disabled, missing_binary, specs,
+    worker_components,
 };
 pub use context::{EtcdMembership, NodeContext, NodeFacts};
 pub use error::NodeError;
