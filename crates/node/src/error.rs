@@ -38,6 +38,9 @@ pub enum NodeError {
         reason: &'static str,
     },
 
+    #[error("{}: {reason}; fix the file or remove it (containerd drop-ins use config version 2)", path.display())]
+    DropIn { path: PathBuf, reason: String },
+
     #[error("cannot detect {what}: {reason}; {hint}")]
     HostDetection {
         what: &'static str,

@@ -36,7 +36,7 @@ pub use error::NodeError;
 pub use files::{DirSpec, RenderedFile};
 
 pub use apiserver::service_account_issuer;
-pub use containerd::render_config as render_containerd_config;
+pub use containerd::containerd_config;
 pub use etcd::{client_url as etcd_client_url, peer_url as etcd_peer_url};
 pub use kubelet::kubelet_config;
 

@@ -13,7 +13,8 @@ pub fn containerd_config(data: &DataDir) -> PathBuf {
     data.etc().join("containerd").join("config.toml")
 }
 
-/// Drop-in directory for user additions to containerd's configuration (`*.toml`, merged last).
+/// Drop-in directory for user additions to containerd's configuration (`*.toml`, merged by k0x
+/// over its own rendering, in file-name order).
 pub fn containerd_imports(data: &DataDir) -> PathBuf {
     data.etc().join("containerd").join("conf.d")
 }

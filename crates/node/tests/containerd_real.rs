@@ -401,3 +401,51 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     drop(network);
     drop(containerd);
 }
+
+/// The real containerd parses the generated file with a user drop-in merged in by k0x, keeping
+/// k0x's socket, runc and cgroup settings (`containerd config dump`; no daemon needed).
+#[test]
+fn containerd_merges_generated_config_with_drop_ins() {
+    let test = "containerd_merges_generated_config_with_drop_ins";
+    let Some(found) = k0x_testkit::require_binaries(test, &["containerd"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = support::bin_dir(tmp.path(), &found);
+    let ctx = support::context(tmp.path(), "node-a", "127.0.0.1", &bin);
+    let drop_in = paths::containerd_imports(&ctx.data).join("50-user.toml");
+    fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    fs::write(
+        &drop_in,
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  max_concurrent_downloads = 7\n",
+    )
+    .unwrap();
+    let spec = containerd_spec(&ctx);
+    let dump = support::run(
+        Command::new(&spec.path)
+            .args(&spec.args)
+            .args(["config", "dump"]),
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.success(),
+        "config dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        text.contains("max_concurrent_downloads = 7"),
+        "drop-in not merged:\n{text}"
+    );
+    let socket = format!("address = \"{}\"", ctx.run.containerd_socket().display());
+    assert!(text.contains(&socket), "socket not k0x-owned:\n{text}");
+    let runc = format!("BinaryName = \"{}\"", ctx.node.binary("runc").display());
+    assert!(text.contains(&runc), "runc not from the bin dir:\n{text}");
+    let systemd = format!(
+        "SystemdCgroup = {}",
+        ctx.node.cgroup_driver.systemd_cgroup()
+    );
+    assert!(
+        text.contains(&systemd),
+        "cgroup driver not applied:\n{text}"
+    );
+}
