@@ -7,6 +7,35 @@
 //! that, and the server command wires the two together. Keeping components declarative is what
 //! lets tests check every generated flag against the upstream flag contract without running the
 //! kube-* binaries, which cannot be obtained on every build machine.
+//!
+//! Wiring a node (what `k0x server [--enable-worker]` does with this crate):
+//!
+//! ```no_run
+//! use k0x_config::{ClusterConfig, DataDir, RunDir};
+//! use k0x_node::{NodeContext, NodeFacts, NodeError};
+//!
+//! fn plan(config: ClusterConfig, worker: bool, disabled: &[String]) -> Result<(), NodeError> {
+//!     let (data, run) = (DataDir::default(), RunDir::default());
+//!     let facts = NodeFacts::detect(&config, &data)?;
+//!     let ctx = NodeContext::new(config, data, run, facts);
+//!     let mut components = k0x_node::controller_components();
+//!     if worker {
+//!         components.extend(k0x_node::worker_components());
+//!     }
+//!     let components = k0x_node::filter_disabled(components, disabled)?;
+//!     for component in &components {
+//!         component.prepare(&ctx)?; // after the PKI is written
+//!     }
+//!     for spec in k0x_node::specs(&components, &ctx)? {
+//!         if let Some(why) = k0x_node::missing_binary(&spec) {
+//!             eprintln!("{why}"); // report in status, do not start it
+//!             continue;
+//!         }
+//!         // hand `spec` to the supervisor
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 mod apiserver;
 mod args;
