@@ -121,7 +121,29 @@ fn node_name() -> Result<String, NodeError> {
         reason: e.to_string(),
         hint: "set a host name with hostnamectl or /etc/hostname",
     })?;
-    Ok(name.to_string_lossy().to_lowercase())
+    valid_node_name(&name.to_string_lossy().to_lowercase())
+}
+
+/// Checks that `name` is a DNS subdomain (RFC 1123), as Kubernetes requires of node names.
+fn valid_node_name(name: &str) -> Result<String, NodeError> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(name.to_owned())
+    } else {
+        Err(NodeError::HostDetection {
+            what: "a usable node name",
+            reason: format!("host name {name:?} is not a valid Kubernetes node name (RFC 1123)"),
+            hint: "set a host name of letters, digits, '-' and '.' with hostnamectl",
+        })
+    }
 }
 
 /// The IPv4 address of the interface that carries the default route, else the first global
@@ -193,6 +215,15 @@ mod tests {
                       eth0\t00000000\t010200C0\t0003\n";
         assert_eq!(default_route_interface(routes).as_deref(), Some("eth0"));
         assert_eq!(default_route_interface("Iface\tDestination\n"), None);
+    }
+
+    #[test]
+    fn node_names_must_be_dns_subdomains() {
+        assert_eq!(valid_node_name("node-1.lab").unwrap(), "node-1.lab");
+        for bad in ["my_host", "-a", "a..b", ""] {
+            let err = valid_node_name(bad).unwrap_err().to_string();
+            assert!(err.contains("not a valid Kubernetes node name"), "{err}");
+        }
     }
 
     #[test]
