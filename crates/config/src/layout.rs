@@ -44,6 +44,10 @@ pub mod pki_names {
     pub const ETCD_K0X_CLIENT: &str = "etcd/k0x-client";
     /// Front-proxy client certificate of kube-apiserver.
     pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+    /// Serving certificates of kube-scheduler and kube-controller-manager on their loopback
+    /// health ports (SANs 127.0.0.1 and localhost), issued by the cluster CA so probes verify them.
+    pub const SCHEDULER_SERVER: &str = "kube-scheduler-server";
+    pub const CONTROLLER_MANAGER_SERVER: &str = "kube-controller-manager-server";
     /// Kubeconfig names (`pki/<name>.conf`).
     pub const ADMIN: &str = "admin";
     pub const SCHEDULER: &str = "scheduler";

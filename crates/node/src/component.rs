@@ -1,0 +1,164 @@
+//! The component interface and the controller and worker component lists.
+
+use std::fmt;
+
+use k0x_supervisor::Spec;
+
+use crate::files::{DirSpec, RenderedFile};
+use crate::scheduler;
+use crate::{NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, kubelet};
+
+/// One supervised component: what it needs on disk and how to run it.
+pub trait Component: fmt::Debug + Send + Sync {
+    /// The component name used in specs, logs, status and `--disable-components`.
+    fn name(&self) -> &'static str;
+
+    /// Directories that must exist (with these modes) before the component starts.
+    fn dirs(&self, _ctx: &NodeContext) -> Vec<DirSpec> {
+        Vec::new()
+    }
+
+    /// Configuration files the component reads, fully rendered.
+    fn files(&self, _ctx: &NodeContext) -> Result<Vec<RenderedFile>, NodeError> {
+        Ok(Vec::new())
+    }
+
+    /// How the supervisor runs the component.
+    fn spec(&self, ctx: &NodeContext) -> Result<Spec, NodeError>;
+
+    /// Creates the directories and writes the files. Every file is rendered before the first
+    /// one is written, so a configuration error leaves the disk as it was.
+    fn prepare(&self, ctx: &NodeContext) -> Result<(), NodeError> {
+        let files = self.files(ctx)?;
+        for dir in self.dirs(ctx) {
+            dir.create()?;
+        }
+        files.iter().try_for_each(RenderedFile::write)
+    }
+}
+
+/// Every component name, controller components first, in start order.
+pub const ALL_COMPONENTS: &[&str] = &[
+    etcd::NAME,
+    apiserver::NAME,
+    scheduler::NAME,
+    controller_manager::NAME,
+    containerd::NAME,
+    kubelet::NAME,
+];
+
+/// The control plane: etcd, kube-apiserver, kube-scheduler, kube-controller-manager.
+pub fn controller_components() -> Vec<Box<dyn Component>> {
+    vec![
+        Box::new(etcd::Etcd),
+        Box::new(apiserver::KubeApiserver),
+        Box::new(scheduler::KubeScheduler),
+        Box::new(controller_manager::KubeControllerManager),
+    ]
+}
+
+/// A worker: containerd (with the CNI setup) and the kubelet.
+pub fn worker_components() -> Vec<Box<dyn Component>> {
+    vec![Box::new(containerd::Containerd), Box::new(kubelet::Kubelet)]
+}
+
+/// Removes the components named in `--disable-components`. Names are checked against every
+/// component (controller and worker), so the same flag works on every role; an unknown name is
+/// an error listing the valid ones. Components that remain stop waiting for disabled ones: a
+/// disabled component is assumed to be run by someone else.
+pub fn filter_disabled(
+    components: Vec<Box<dyn Component>>,
+    disabled: &[String],
+) -> Result<Vec<Box<dyn Component>>, NodeError> {
+    if let Some(unknown) = disabled
+        .iter()
+        .find(|d| !ALL_COMPONENTS.contains(&d.as_str()))
+    {
+        return Err(NodeError::UnknownComponent {
+            name: unknown.clone(),
+            known: ALL_COMPONENTS.join(", "),
+        });
+    }
+    Ok(components
+        .into_iter()
+        .filter(|c| !disabled.iter().any(|d| d == c.name()))
+        .collect())
+}
+
+/// Why `spec` cannot start on this host, when its executable is missing or not executable: the
+/// server reports it (status, logs) and runs the other components instead of failing silently.
+pub fn missing_binary(spec: &Spec) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = std::fs::metadata(&spec.path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    (!executable).then(|| {
+        format!(
+            "{}: executable {} is missing; the payload does not carry it (see `k0x version \
+             --components`), supply it or run without it: --disable-components {}",
+            spec.name,
+            spec.path.display(),
+            spec.name
+        )
+    })
+}
+
+/// The specs of `components`, with dependencies on components absent from the list dropped
+/// (disabled, or running elsewhere such as the apiserver of a worker-only node).
+pub fn specs(components: &[Box<dyn Component>], ctx: &NodeContext) -> Result<Vec<Spec>, NodeError> {
+    let present: Vec<&str> = components.iter().map(|c| c.name()).collect();
+    components
+        .iter()
+        .map(|component| {
+            let mut spec = component.spec(ctx)?;
+            spec.depends_on
+                .retain(|dep| present.contains(&dep.as_str()));
+            Ok(spec)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(components: &[Box<dyn Component>]) -> Vec<&'static str> {
+        components.iter().map(|c| c.name()).collect()
+    }
+
+    #[test]
+    fn lists_cover_every_component_in_start_order() {
+        let mut all = controller_components();
+        all.extend(worker_components());
+        assert_eq!(names(&all), ALL_COMPONENTS);
+    }
+
+    #[test]
+    fn disabling_removes_components() {
+        let disabled = vec!["kube-scheduler".to_owned(), "kubelet".to_owned()];
+        let left = filter_disabled(controller_components(), &disabled).unwrap();
+        assert_eq!(
+            names(&left),
+            ["etcd", "kube-apiserver", "kube-controller-manager"]
+        );
+    }
+
+    #[test]
+    fn missing_binaries_are_named_with_the_fix() {
+        let ctx = crate::test_support::context();
+        let mut spec = controller_components()[1].spec(&ctx).unwrap();
+        spec.path = "/nonexistent/kube-apiserver".into();
+        let why = missing_binary(&spec).unwrap();
+        assert!(why.contains("--disable-components kube-apiserver"), "{why}");
+        spec.path = "/bin/sh".into();
+        assert_eq!(missing_binary(&spec), None);
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_valid_ones() {
+        let err = filter_disabled(worker_components(), &["kubelett".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--disable-components: unknown component \"kubelett\""));
+        assert!(err.contains("kube-controller-manager"), "{err}");
+    }
+}

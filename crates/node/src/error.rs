@@ -1,0 +1,65 @@
+//! Errors a user can cause or fix: each message names what went wrong, where, and what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("--disable-components: unknown component {name:?}; use one of: {known}")]
+    UnknownComponent { name: String, known: String },
+
+    #[error("{field}: {value:?} is not a valid {expected}; {hint}")]
+    InvalidConfig {
+        field: String,
+        value: String,
+        expected: &'static str,
+        hint: &'static str,
+    },
+
+    #[error(
+        "{field}.{flag}: the flag was removed from {component} ({note}); delete it from the config"
+    )]
+    RemovedFlag {
+        field: &'static str,
+        flag: String,
+        component: &'static str,
+        note: String,
+    },
+
+    #[error(
+        "worker profile {name:?} is not defined in spec.workerProfiles; define it or pick one of: {known}"
+    )]
+    UnknownWorkerProfile { name: String, known: String },
+
+    #[error("spec.workerProfiles[{profile}].values.{key}: {reason}")]
+    InvalidProfileValue {
+        profile: String,
+        key: String,
+        reason: &'static str,
+    },
+
+    #[error("{}: {reason}; fix the file or remove it (containerd drop-ins use config version 2)", path.display())]
+    DropIn { path: PathBuf, reason: String },
+
+    #[error("cannot detect {what}: {reason}; {hint}")]
+    HostDetection {
+        what: &'static str,
+        reason: String,
+        hint: &'static str,
+    },
+
+    #[error("cannot write {}: {source}; check that the directory is writable and the disk not full", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl NodeError {
+    /// An I/O failure while creating or writing `path`.
+    pub(crate) fn write(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Write { path, source }
+    }
+}

@@ -1,0 +1,451 @@
+//! The real containerd, run with the configuration and socket k0x generates, runs a busybox
+//! container with runc on the bridge network k0x generates: the container gets an address from
+//! the pod CIDR and prints to its log. The image is built here from busybox-static (no registry).
+//! Everything the test creates (network namespace, bridge, iptables rules, containerd state,
+//! mounts, processes) is removed by guards, also when an assertion fails.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k0x_node::{NodeContext, paths, worker_components};
+use k0x_supervisor::{Probe, Spec};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::ChildGuard;
+
+const NAMESPACE: &str = "k0x-test";
+const IMAGE: &str = "k0x.test/busybox:latest";
+
+fn random_suffix() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// A docker-archive image whose single layer holds /bin/busybox and applet links.
+fn busybox_image(busybox: &Path, out: &Path) {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    for name in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        layer
+            .append_data(&mut dir.clone(), name, std::io::empty())
+            .unwrap();
+    }
+    let binary = fs::read(busybox).unwrap();
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o755);
+    file.set_size(binary.len() as u64);
+    layer
+        .append_data(&mut file, "bin/busybox", binary.as_slice())
+        .unwrap();
+    for applet in ["sh", "ip", "echo", "cat"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        layer
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"] },
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+    })
+    .to_string();
+    let manifest =
+        json!([{ "Config": "config.json", "RepoTags": [IMAGE], "Layers": ["layer.tar"] }])
+            .to_string();
+    let mut archive = tar::Builder::new(fs::File::create(out).unwrap());
+    for (name, data) in [
+        ("layer.tar", layer.as_slice()),
+        ("config.json", config.as_bytes()),
+        ("manifest.json", manifest.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        archive.append_data(&mut header, name, data).unwrap();
+    }
+    archive.finish().unwrap();
+}
+
+/// Runs a CNI plugin the way a runtime does (spec 1.0: config on stdin, parameters in env).
+fn cni_exec(ctx: &CniCall, conf: &Value, command: &str, ifname: &str) -> Result<Value, String> {
+    let plugin = conf["type"].as_str().unwrap();
+    let mut child = Command::new(ctx.plugin_dir.join(plugin))
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", &ctx.container_id)
+        .env("CNI_NETNS", &ctx.netns_path)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", &ctx.plugin_dir)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{plugin}: {e}"))?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(format!(
+            "{plugin} {command}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if out.stdout.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{plugin}: bad result: {e}"))
+}
+
+struct CniCall {
+    plugin_dir: PathBuf,
+    container_id: String,
+    netns_path: String,
+}
+
+/// A network namespace attached to a conflist; detaching runs DEL, deletes the namespace and
+/// the bridge.
+struct PodNetwork {
+    call: CniCall,
+    netns: String,
+    bridge: String,
+    conflist: Value,
+    result: Option<Value>,
+}
+
+impl PodNetwork {
+    fn create(plugin_dir: &Path, conflist: Value, bridge: &str) -> Self {
+        let netns = format!("k0xt-{}", random_suffix());
+        let status = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns add failed");
+        Self {
+            call: CniCall {
+                plugin_dir: plugin_dir.to_path_buf(),
+                container_id: format!("k0x-test-{netns}"),
+                netns_path: format!("/var/run/netns/{netns}"),
+            },
+            netns,
+            bridge: bridge.to_owned(),
+            conflist,
+            result: None,
+        }
+    }
+
+    fn plugin_conf(&self, plugin: &Value, prev: Option<&Value>) -> Value {
+        let mut conf = plugin.clone();
+        conf["name"] = self.conflist["name"].clone();
+        conf["cniVersion"] = self.conflist["cniVersion"].clone();
+        if let Some(prev) = prev {
+            conf["prevResult"] = prev.clone();
+        }
+        conf
+    }
+
+    /// ADD: loopback on `lo` (as containerd does), then the conflist chain on `eth0`.
+    fn attach(&mut self) -> Result<Value, String> {
+        let lo = json!({ "cniVersion": "1.0.0", "name": "lo", "type": "loopback" });
+        cni_exec(&self.call, &lo, "ADD", "lo")?;
+        let mut prev: Option<Value> = None;
+        for plugin in self.conflist["plugins"].as_array().unwrap().clone() {
+            let conf = self.plugin_conf(&plugin, prev.as_ref());
+            let result = cni_exec(&self.call, &conf, "ADD", "eth0")?;
+            self.result = Some(result.clone());
+            prev = Some(result);
+        }
+        Ok(prev.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for PodNetwork {
+    fn drop(&mut self) {
+        let plugins = self.conflist["plugins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for plugin in plugins.iter().rev() {
+            let conf = self.plugin_conf(plugin, self.result.as_ref());
+            if let Err(e) = cni_exec(&self.call, &conf, "DEL", "eth0") {
+                eprintln!("cleanup: {e}");
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// containerd under test; on drop: remove the test container, stop containerd, unmount
+/// anything left below the test root.
+struct ContainerdUnderTest {
+    process: Option<ChildGuard>,
+    socket: PathBuf,
+    root: PathBuf,
+    container: String,
+}
+
+impl ContainerdUnderTest {
+    fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", NAMESPACE]);
+        cmd
+    }
+}
+
+impl Drop for ContainerdUnderTest {
+    fn drop(&mut self) {
+        let quiet = |mut cmd: Command| {
+            let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+        };
+        let mut kill = self.ctr();
+        kill.args(["tasks", "rm", "--force", &self.container]);
+        quiet(kill);
+        let mut rm = self.ctr();
+        rm.args(["containers", "rm", &self.container]);
+        quiet(rm);
+        if let Some(process) = self.process.take() {
+            process.stop();
+        }
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.root.display().to_string();
+        let mut below: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        below.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in below {
+            let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn containerd_spec(ctx: &NodeContext) -> Spec {
+    let components = worker_components();
+    let containerd = components
+        .iter()
+        .find(|c| c.name() == "containerd")
+        .unwrap();
+    containerd.prepare(ctx).unwrap();
+    containerd.spec(ctx).unwrap()
+}
+
+/// The generated bridge template with this test's bridge name, subnet and IPAM directory.
+fn test_conflist(template: &Path, bridge: &str, subnet: &str, ipam: &Path) -> Value {
+    let text = fs::read_to_string(template).unwrap();
+    assert!(text.contains(k0x_node::cni::POD_CIDR_PLACEHOLDER));
+    let rendered = text.replace(k0x_node::cni::POD_CIDR_PLACEHOLDER, subnet);
+    let mut conflist: Value = serde_json::from_str(&rendered).unwrap();
+    conflist["plugins"][0]["bridge"] = json!(bridge);
+    conflist["plugins"][0]["ipam"]["dataDir"] = json!(ipam);
+    conflist
+}
+
+#[test]
+fn containerd_runs_busybox_on_the_bridge_network() {
+    let test = "containerd_runs_busybox_on_the_bridge_network";
+    if !k0x_testkit::require_root(test) {
+        return;
+    }
+    let required = [
+        "containerd",
+        "containerd-shim-runc-v2",
+        "runc",
+        "ctr",
+        "busybox",
+        "ip",
+        "iptables",
+        "host-local",
+    ];
+    let Some(found) = k0x_testkit::require_binaries(test, &required) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = support::bin_dir(tmp.path(), &found[..3]);
+    let mut ctx = support::context(tmp.path(), "node-a", "127.0.0.1", &bin);
+    // The CNI plugin directory (where host-local is; iproute2 also has a `bridge`).
+    let cni_bin = found[7].parent().unwrap().to_path_buf();
+    for plugin in ["bridge", "loopback", "portmap"] {
+        assert!(
+            cni_bin.join(plugin).is_file(),
+            "{plugin} missing in {}",
+            cni_bin.display()
+        );
+    }
+    ctx.node.cni_bin_dir = cni_bin.clone();
+    let spec = containerd_spec(&ctx);
+    let Probe::UnixSocket(socket) = spec.readiness.probe.clone() else {
+        panic!("containerd must be probed on its socket");
+    };
+    assert_eq!(socket, ctx.run.containerd_socket());
+
+    let suffix = random_suffix();
+    let mut containerd = ContainerdUnderTest {
+        process: None,
+        socket,
+        root: tmp.path().to_path_buf(),
+        container: format!("k0x-test-{suffix}"),
+    };
+    let log_file = fs::File::create(tmp.path().join("containerd.log")).unwrap();
+    containerd.process = Some(ChildGuard::spawn(
+        Command::new(&spec.path)
+            .args(&spec.args)
+            .envs(&spec.env)
+            .stdout(Stdio::null())
+            .stderr(log_file),
+    ));
+    let ready = support::wait_until(Duration::from_secs(60), || {
+        containerd
+            .ctr()
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let log = || fs::read_to_string(tmp.path().join("containerd.log")).unwrap_or_default();
+    assert!(ready, "containerd never answered on its socket:\n{}", log());
+
+    // The generated CRI section loaded (a config error would leave the plugin in error).
+    let plugins = support::run(containerd.ctr().args(["plugins", "ls"]));
+    let plugins = String::from_utf8_lossy(&plugins.stdout);
+    let cri = plugins
+        .lines()
+        .find(|l| l.contains("io.containerd.grpc.v1") && l.contains(" cri "));
+    assert!(
+        cri.is_some_and(|l| l.trim_end().ends_with("ok")),
+        "CRI plugin not ok:\n{plugins}"
+    );
+
+    let image = tmp.path().join("busybox.tar");
+    busybox_image(&found[4], &image);
+    let import = support::run(containerd.ctr().args(["images", "import"]).arg(&image));
+    assert!(
+        import.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    let bridge = format!("k0xt{}", &suffix[..4]);
+    let octet = 100 + rand::random::<u8>() % 150;
+    let subnet = format!("10.244.{octet}.0/24");
+    let template = paths::cni_bridge_template(&ctx.data);
+    let conflist = test_conflist(&template, &bridge, &subnet, &tmp.path().join("ipam"));
+    let mut network = PodNetwork::create(&cni_bin, conflist, &bridge);
+    let result = network.attach().unwrap();
+    let address = result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pod_cidr: ipnet::Ipv4Net = "10.244.0.0/16".parse().unwrap();
+    let ip: std::net::Ipv4Addr = address.split('/').next().unwrap().parse().unwrap();
+    assert!(pod_cidr.contains(&ip), "{address} is outside the pod CIDR");
+
+    let container_log = tmp.path().join("container.log");
+    let run = support::run(
+        containerd
+            .ctr()
+            .args(["run", "--rm", "--runc-binary"])
+            .arg(ctx.node.binary("runc"))
+            .arg("--with-ns")
+            .arg(format!("network:{}", network.call.netns_path))
+            .arg(format!("--log-uri=file://{}", container_log.display()))
+            .args([IMAGE, &containerd.container])
+            .args([
+                "/bin/sh",
+                "-c",
+                "ip -4 -o addr show dev eth0; echo hello from k0x",
+            ]),
+    );
+    assert!(
+        run.status.success(),
+        "ctr run: {}\ncontainerd log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        log()
+    );
+    let output = fs::read_to_string(&container_log).unwrap();
+    assert!(output.contains("hello from k0x"), "container log: {output}");
+    assert!(
+        output.contains(&format!("inet {address}")),
+        "container log: {output}"
+    );
+    drop(network);
+    drop(containerd);
+}
+
+/// The real containerd parses the generated file with a user drop-in merged in by k0x, keeping
+/// k0x's socket, runc and cgroup settings (`containerd config dump`; no daemon needed).
+#[test]
+fn containerd_merges_generated_config_with_drop_ins() {
+    let test = "containerd_merges_generated_config_with_drop_ins";
+    let Some(found) = k0x_testkit::require_binaries(test, &["containerd"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = support::bin_dir(tmp.path(), &found);
+    let ctx = support::context(tmp.path(), "node-a", "127.0.0.1", &bin);
+    let drop_in = paths::containerd_imports(&ctx.data).join("50-user.toml");
+    fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    fs::write(
+        &drop_in,
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  max_concurrent_downloads = 7\n",
+    )
+    .unwrap();
+    let spec = containerd_spec(&ctx);
+    let dump = support::run(
+        Command::new(&spec.path)
+            .args(&spec.args)
+            .args(["config", "dump"]),
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.status.success(),
+        "config dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        text.contains("max_concurrent_downloads = 7"),
+        "drop-in not merged:\n{text}"
+    );
+    let socket = format!("address = \"{}\"", ctx.run.containerd_socket().display());
+    assert!(text.contains(&socket), "socket not k0x-owned:\n{text}");
+    let runc = format!("BinaryName = \"{}\"", ctx.node.binary("runc").display());
+    assert!(text.contains(&runc), "runc not from the bin dir:\n{text}");
+    let systemd = format!(
+        "SystemdCgroup = {}",
+        ctx.node.cgroup_driver.systemd_cgroup()
+    );
+    assert!(
+        text.contains(&systemd),
+        "cgroup driver not applied:\n{text}"
+    );
+}
