@@ -201,6 +201,16 @@ fn leafs(req: &PkiRequest) -> Vec<Leaf> {
             pki_names::ETCD_CA,
             CertSpec::client("k0x-etcd-client", &[]),
         ),
+        files(
+            pki_names::SCHEDULER_SERVER,
+            pki_names::CA,
+            loopback_server("kube-scheduler"),
+        ),
+        files(
+            pki_names::CONTROLLER_MANAGER_SERVER,
+            pki_names::CA,
+            loopback_server("kube-controller-manager"),
+        ),
         kubeconfig(
             pki_names::ADMIN,
             CertSpec::client("kubernetes-admin", &["system:masters"]),
@@ -218,6 +228,18 @@ fn leafs(req: &PkiRequest) -> Vec<Leaf> {
             CertSpec::client(format!("system:node:{}", req.node_name), &["system:nodes"]),
         ),
     ]
+}
+
+/// A serving certificate for a health endpoint bound to loopback (scheduler, controller-manager),
+/// so k0x's readiness probes verify TLS against the cluster CA like every other probe.
+fn loopback_server(common_name: &str) -> CertSpec {
+    CertSpec {
+        common_name: common_name.to_owned(),
+        organizations: Vec::new(),
+        dns_names: vec!["localhost".to_owned()],
+        ips: vec![IpAddr::from([127, 0, 0, 1])],
+        usage: Usage::Server,
+    }
 }
 
 /// The apiserver's serving names: the in-cluster service names, the first service IP,

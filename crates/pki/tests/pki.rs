@@ -54,7 +54,12 @@ fn extract_client_cert(conf: &Path, dir: &Path) -> PathBuf {
     out
 }
 
-const CLUSTER_CA_LEAFS: [&str; 2] = [pki_names::APISERVER, pki_names::APISERVER_KUBELET_CLIENT];
+const CLUSTER_CA_LEAFS: [&str; 4] = [
+    pki_names::APISERVER,
+    pki_names::APISERVER_KUBELET_CLIENT,
+    pki_names::SCHEDULER_SERVER,
+    pki_names::CONTROLLER_MANAGER_SERVER,
+];
 const ETCD_CA_LEAFS: [&str; 4] = [
     pki_names::ETCD_SERVER,
     pki_names::ETCD_PEER,
@@ -291,8 +296,8 @@ fn second_run_changes_nothing_and_modes_are_private() {
             );
         }
     }
-    // 3 CA keys, sa.key, 7 leaf keys, 4 kubeconfigs
-    assert_eq!(secrets, 15, "{before:?}");
+    // 3 CA keys, sa.key, 9 leaf keys, 4 kubeconfigs
+    assert_eq!(secrets, 17, "{} secret files", secrets);
 }
 
 #[test]
