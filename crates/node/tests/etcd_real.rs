@@ -60,7 +60,7 @@ fn etcd_runs_with_generated_args_and_mtls() {
     let (client_port, peer_port) = (support::free_port(), support::free_port());
     ctx.config.spec.storage.etcd.client_port = client_port;
     ctx.config.spec.storage.etcd.peer_port = peer_port;
-    let test_pki = pki::generate(&ctx.data, "node-a", "127.0.0.1");
+    pki::generate(&ctx.data, "node-a", "127.0.0.1");
     let spec = etcd_spec(&ctx);
 
     let Probe::Http {
@@ -153,7 +153,6 @@ fn etcd_runs_with_generated_args_and_mtls() {
             .status
             .success()
     );
-    drop(test_pki);
 
     // The key survives a restart with the same generated arguments.
     etcd.stop();
