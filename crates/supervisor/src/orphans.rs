@@ -106,8 +106,17 @@ pub(crate) fn end_marked(
 ) -> io::Result<Vec<Pid>> {
     let me = Pid::this();
     let mut ended = Vec::new();
+    let mut first_error = None;
+    let mut send = |pid: Pid, signal: Signal| match table.signal_if_marked(pid, marker, signal) {
+        Ok(sent) => sent,
+        Err(error) => {
+            tracing::warn!(pid = pid.as_raw(), "cannot send {signal}: {error}");
+            first_error.get_or_insert(error);
+            false
+        }
+    };
     for pid in pids.iter().filter(|pid| **pid != me) {
-        if table.signal_if_marked(*pid, marker, Signal::SIGTERM)? {
+        if send(*pid, Signal::SIGTERM) {
             ended.push(*pid);
         }
     }
@@ -116,7 +125,15 @@ pub(crate) fn end_marked(
         std::thread::sleep(Duration::from_millis(20));
     }
     for pid in &ended {
-        table.signal_if_marked(*pid, marker, Signal::SIGKILL)?;
+        send(*pid, Signal::SIGKILL);
     }
-    Ok(ended)
+    // SIGKILL is delivered asynchronously; give the kernel a moment to finish them off.
+    let give_up = Instant::now() + Duration::from_secs(1);
+    while ended.iter().any(|pid| table.carries_marker(*pid, marker)) && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(ended),
+    }
 }

@@ -244,7 +244,9 @@ impl<H: Host> Runner<H> {
     /// the group id from being reused; then reaps the leader.
     fn sweep_group(&self, pid: Pid, exited: Exited) -> ExitReason {
         self.signal(pid, Signal::SIGKILL);
-        exited.reason
+        let reason = exited.reason;
+        drop(exited);
+        reason
     }
 
     fn signal(&self, pgid: Pid, signal: Signal) {
