@@ -72,7 +72,7 @@ impl<H: Host> Runner<H> {
             let spawned = match self.host.spawn(self.launch()).await {
                 Ok(spawned) => spawned,
                 Err(error) => {
-                    let problem = format!("cannot run {}: {error}", self.spec.path.display());
+                    let problem = self.spawn_problem(&error);
                     if !ever_spawned {
                         return self.fail(problem);
                     }
@@ -331,6 +331,17 @@ impl<H: Host> Runner<H> {
             env: self.spec.env.clone(),
             dir: self.spec.dir.clone(),
             marker: self.marker.clone(),
+        }
+    }
+
+    fn spawn_problem(&self, error: &std::io::Error) -> String {
+        let path = self.spec.path.display();
+        match &self.spec.dir {
+            Some(dir) if !dir.is_dir() => format!(
+                "cannot run {path}: its working directory {} does not exist",
+                dir.display()
+            ),
+            _ => format!("cannot run {path}: {error}"),
         }
     }
 

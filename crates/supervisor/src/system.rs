@@ -69,7 +69,12 @@ impl SystemHost {
             .name("k0x-spawner".into())
             .spawn(move || {
                 for request in requests {
-                    let _ = request.reply.send(spawn_child(&request.launch));
+                    // Nobody waits for this child any more (k0x is shutting down): end it
+                    // rather than leave it unsupervised.
+                    if let Err(Ok(child)) = request.reply.send(spawn_child(&request.launch)) {
+                        let _ = killpg(child.pid, Signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(child.pid, None);
+                    }
                 }
             })?;
         let sigchld = signal(SignalKind::child())?;
@@ -191,12 +196,24 @@ impl Host for SystemHost {
         let child = child
             .await
             .map_err(|_| io::Error::other("the spawner thread has ended"))??;
+        // The child exists from here on: if it cannot be supervised it is killed, not leaked.
         let (notify, exited) = oneshot::channel();
-        self.reaper
-            .send((child.pid, notify))
-            .map_err(|_| io::Error::other("the reaper has ended"))?;
-        for (fd, stream) in [(child.stdout, "stdout"), (child.stderr, "stderr")] {
-            let pipe = pipe::Receiver::from_owned_fd(fd)?;
+        if self.reaper.send((child.pid, notify)).is_err() {
+            let _ = killpg(child.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child.pid, None);
+            return Err(io::Error::other("the reaper has ended"));
+        }
+        let pipes = pipe::Receiver::from_owned_fd(child.stdout)
+            .and_then(|stdout| Ok((stdout, pipe::Receiver::from_owned_fd(child.stderr)?)));
+        let (stdout, stderr) = match pipes {
+            Ok(pipes) => pipes,
+            Err(error) => {
+                // The reaper reaps it: nobody listens on `exited` any more.
+                let _ = killpg(child.pid, Signal::SIGKILL);
+                return Err(error);
+            }
+        };
+        for (pipe, stream) in [(stdout, "stdout"), (stderr, "stderr")] {
             tokio::spawn(logs::forward(
                 pipe,
                 component.clone(),

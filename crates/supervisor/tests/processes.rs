@@ -603,3 +603,33 @@ async fn killing_the_supervisor_kills_its_children_and_a_successor_ends_only_mar
     );
     assert!(!run.pid_file("reused").exists() && !run.pid_file("a").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_exec_names_the_reason() {
+    let setup = Setup::new();
+    let mut supervisor = Supervisor::new(setup.config(small_backoff())).unwrap();
+    let missing = setup.spec("missing", "no-such-fixture.sh", &[]);
+    let error = supervisor
+        .start(vec![missing])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("component missing did not start: cannot run "),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("No such file or directory (os error 2)"),
+        "{error}"
+    );
+
+    let mut homeless = setup.spec("homeless", "sleeper.sh", &[]);
+    homeless.dir = Some(setup.work().join("gone"));
+    let error = supervisor
+        .start(vec![homeless])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.ends_with("gone does not exist"), "{error}");
+    setup.assert_nothing_marked();
+}
