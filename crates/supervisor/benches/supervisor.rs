@@ -10,11 +10,12 @@
 #![allow(clippy::print_stdout)]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k0x_config::{DataDir, RunDir};
 use k0x_supervisor::{
-    BackoffPolicy, ComponentState, Pid, Signal, Spec, Supervisor, SupervisorConfig,
+    BackoffPolicy, ComponentState, DataDirLock, Pid, Signal, Spec, Supervisor, SupervisorConfig,
 };
 
 const CHILDREN: usize = 7;
@@ -63,10 +64,9 @@ fn main() {
 }
 
 async fn supervisor_at(root: &Path, name: &str, backoff: BackoffPolicy) -> Supervisor {
-    let mut config = SupervisorConfig::new(
-        RunDir::new(root.join(name).join("run")),
-        DataDir::new(root.join(name).join("data")),
-    );
+    let lock = DataDirLock::acquire(&DataDir::new(root.join(name).join("data"))).unwrap();
+    let mut config =
+        SupervisorConfig::new(RunDir::new(root.join(name).join("run")), Arc::new(lock));
     config.backoff = backoff;
     let mut supervisor = Supervisor::new(config).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sleeper.sh");

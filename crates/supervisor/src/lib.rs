@@ -12,7 +12,7 @@
 //!   (`K0X_MANAGED=<data dir>`) is ended after the last component stopped;
 //! - a k0x restarted after a SIGKILL ends its predecessor's leftovers ([`end_orphans`]) and
 //!   nothing else: a process is only signalled when its own environment carries the marker;
-//! - one k0x per data dir ([`DataDirLock`]).
+//! - one k0x per data dir: the supervisor needs the [`DataDirLock`] to run.
 
 mod backoff;
 mod error;

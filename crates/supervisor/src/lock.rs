@@ -17,6 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 /// Held for the life of a k0x process that runs components on a data dir.
 #[derive(Debug)]
 pub struct DataDirLock {
+    data: DataDir,
     _lock: Flock<File>,
 }
 
@@ -55,7 +56,10 @@ impl DataDirLock {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 record_pid(&mut lock).map_err(io_error)?;
-                Ok(Self { _lock: lock })
+                Ok(Self {
+                    data: data.clone(),
+                    _lock: lock,
+                })
             }
             Err((mut file, Errno::EWOULDBLOCK)) => Err(LockError::Held {
                 pid: recorded_pid(&mut file),
@@ -63,6 +67,13 @@ impl DataDirLock {
             }),
             Err((_, errno)) => Err(io_error(errno.into())),
         }
+    }
+}
+
+impl DataDirLock {
+    /// The data dir this lock is held on.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
     }
 }
 

@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::host::{ProcessTable, marker_entry};
+use crate::lock::DataDirLock;
 use crate::system::ProcFs;
 
 /// How long orphans get between SIGTERM and SIGKILL.
@@ -34,10 +35,9 @@ pub fn marker_value(data: &DataDir) -> OsString {
 /// `<run dir>/*.pid` files and any other process carrying the data dir's marker. Processes
 /// without the marker are never touched. Removes the stale pid files. Returns the pids ended.
 ///
-/// Call it only while holding the [`crate::DataDirLock`]: it assumes no other k0x is running
-/// on this data dir.
-pub fn end_orphans(run: &RunDir, data: &DataDir) -> io::Result<Vec<Pid>> {
-    end_orphans_with(&ProcFs, run, data, ORPHAN_GRACE)
+/// Taking the [`DataDirLock`] makes sure no other k0x is running on this data dir.
+pub fn end_orphans(run: &RunDir, lock: &DataDirLock) -> io::Result<Vec<Pid>> {
+    end_orphans_with(&ProcFs, run, lock.data_dir(), ORPHAN_GRACE)
 }
 
 pub(crate) fn end_orphans_with(

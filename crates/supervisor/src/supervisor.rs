@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::backoff::BackoffPolicy;
 use crate::error::Error;
 use crate::host::{Host, marker_entry};
+use crate::lock::DataDirLock;
 use crate::order::start_order;
 use crate::orphans::{self, ORPHAN_GRACE};
 use crate::runner::{Runner, Startup, StatusSender};
@@ -24,8 +25,10 @@ use crate::system::SystemHost;
 pub struct SupervisorConfig {
     /// Pid files go here (`<run dir>/<component>.pid`).
     pub run_dir: RunDir,
-    /// Its path is the marker every child carries (`K0X_MANAGED=<data dir>`).
-    pub data_dir: DataDir,
+    /// The lock on the data dir, held as long as the supervisor lives. Its data dir's path is the
+    /// marker every child carries (`K0X_MANAGED=<data dir>`). Requiring the lock makes sure no
+    /// other k0x runs on the data dir while this one ends leftovers carrying its marker.
+    pub lock: Arc<DataDirLock>,
     pub backoff: BackoffPolicy,
     /// Time between SIGTERM and SIGKILL for marked processes outside the components' groups.
     pub orphan_grace: Duration,
@@ -33,13 +36,18 @@ pub struct SupervisorConfig {
 
 impl SupervisorConfig {
     /// Default backoff (0.5 s doubling to 30 s) and a 5 s grace for stray processes.
-    pub fn new(run_dir: RunDir, data_dir: DataDir) -> Self {
+    pub fn new(run_dir: RunDir, lock: Arc<DataDirLock>) -> Self {
         Self {
             run_dir,
-            data_dir,
+            lock,
             backoff: BackoffPolicy::default(),
             orphan_grace: ORPHAN_GRACE,
         }
+    }
+
+    /// The data dir the supervisor runs on.
+    pub fn data_dir(&self) -> &DataDir {
+        self.lock.data_dir()
     }
 }
 
@@ -72,7 +80,7 @@ impl Supervisor<SystemHost> {
 impl<H: Host> Supervisor<H> {
     /// A supervisor on the given host (tests pass a fake).
     pub fn with_host(config: SupervisorConfig, host: Arc<H>) -> Self {
-        let marker = orphans::marker_value(&config.data_dir);
+        let marker = orphans::marker_value(config.data_dir());
         Self {
             config,
             host,
@@ -159,7 +167,7 @@ impl<H: Host> Supervisor<H> {
             return Ok(());
         }
         let host = self.host.clone();
-        let data = self.config.data_dir.clone();
+        let data = self.config.data_dir().clone();
         let grace = self.config.orphan_grace;
         tokio::task::spawn_blocking(move || {
             orphans::end_orphans_with(host.as_ref(), &run, &data, grace)
@@ -265,10 +273,9 @@ mod tests {
 
     fn fixture() -> Fixture {
         let dirs = tempfile::tempdir().unwrap();
-        let mut config = SupervisorConfig::new(
-            RunDir::new(dirs.path().join("run")),
-            DataDir::new(dirs.path().join("data")),
-        );
+        let lock = DataDirLock::acquire(&DataDir::new(dirs.path().join("data"))).unwrap();
+        let mut config =
+            SupervisorConfig::new(RunDir::new(dirs.path().join("run")), Arc::new(lock));
         config.backoff.jitter = 0.0;
         let host = Arc::new(FakeHost::default());
         let supervisor = Supervisor::with_host(config, host.clone());

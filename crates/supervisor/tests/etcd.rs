@@ -1,12 +1,13 @@
 //! The supervisor running the real etcd: readiness through its /health endpoint, restart after
 //! a crash, and a clean stop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k0x_config::{DataDir, RunDir};
 use k0x_supervisor::{
-    ComponentState, ExitReason, Pid, Probe, ProbeTiming, ProcFs, ProcessTable, Readiness, Signal,
-    Spec, Supervisor, SupervisorConfig, marker_entry, marker_value,
+    ComponentState, DataDirLock, ExitReason, Pid, Probe, ProbeTiming, ProcFs, ProcessTable,
+    Readiness, Signal, Spec, Supervisor, SupervisorConfig, marker_entry, marker_value,
 };
 
 fn free_port() -> u16 {
@@ -77,7 +78,8 @@ async fn etcd_is_ready_when_healthy_restarts_after_a_crash_and_stops_cleanly() {
             ..ProbeTiming::default()
         },
     };
-    let mut config = SupervisorConfig::new(RunDir::new(tmp.path().join("run")), data.clone());
+    let lock = Arc::new(DataDirLock::acquire(&data).unwrap());
+    let mut config = SupervisorConfig::new(RunDir::new(tmp.path().join("run")), lock);
     config.backoff.initial = Duration::from_millis(50);
     let mut supervisor = Supervisor::new(config).unwrap();
     supervisor.start(vec![etcd]).await.unwrap();

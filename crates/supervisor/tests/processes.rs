@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k0x_config::{DataDir, RunDir};
 use k0x_supervisor::{
-    BackoffPolicy, ComponentState, ComponentStatus, ExitReason, Pid, ProbeTiming, ProcFs,
-    ProcessTable, Readiness, Signal, Spec, Supervisor, SupervisorConfig, end_orphans, marker_entry,
-    marker_value,
+    BackoffPolicy, ComponentState, ComponentStatus, DataDirLock, ExitReason, Pid, ProbeTiming,
+    ProcFs, ProcessTable, Readiness, Signal, Spec, Supervisor, SupervisorConfig, end_orphans,
+    marker_entry, marker_value,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -51,7 +52,8 @@ impl Setup {
     }
 
     fn config(&self, backoff: BackoffPolicy) -> SupervisorConfig {
-        let mut config = SupervisorConfig::new(self.run(), self.data());
+        let lock = DataDirLock::acquire(&self.data()).expect("the test's data dir is free");
+        let mut config = SupervisorConfig::new(self.run(), Arc::new(lock));
         config.backoff = backoff;
         config.orphan_grace = Duration::from_secs(2);
         config
@@ -501,8 +503,8 @@ fn helper_supervisor_process() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut config =
-            SupervisorConfig::new(RunDir::new(dir.join("run")), DataDir::new(dir.join("data")));
+        let lock = DataDirLock::acquire(&DataDir::new(dir.join("data"))).unwrap();
+        let mut config = SupervisorConfig::new(RunDir::new(dir.join("run")), Arc::new(lock));
         config.backoff = small_backoff();
         let mut supervisor = Supervisor::new(config).unwrap();
         let work = dir.join("work");
@@ -587,7 +589,9 @@ async fn killing_the_supervisor_kills_its_children_and_a_successor_ends_only_mar
             .unwrap(),
     );
 
-    let mut ended = end_orphans(&run, &setup.data()).unwrap();
+    // The dead supervisor's lock went with it.
+    let lock = DataDirLock::acquire(&setup.data()).unwrap();
+    let mut ended = end_orphans(&run, &lock).unwrap();
     ended.sort();
     let mut expected = grandchildren.clone();
     expected.sort();
