@@ -94,8 +94,8 @@ fn spawn_child(launch: &Launch) -> io::Result<RawChild> {
     let mut command = Command::new(&launch.path);
     command
         .args(&launch.args)
-        .env_remove("NOTIFY_SOCKET")
         .envs(&launch.env)
+        .env_remove("NOTIFY_SOCKET")
         .env(MARKER_VAR, &launch.marker)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

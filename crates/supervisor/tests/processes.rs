@@ -637,3 +637,30 @@ async fn a_start_that_cannot_exec_names_the_reason() {
     assert!(error.ends_with("gone does not exist"), "{error}");
     setup.assert_nothing_marked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_carry_the_marker_and_never_the_notify_socket() {
+    let setup = Setup::new();
+    let work = setup.work();
+    let mut supervisor = Supervisor::new(setup.config(small_backoff())).unwrap();
+    let mut spec = setup.spec("env", "env-dump.sh", &[work.to_str().unwrap()]);
+    spec.env
+        .insert("NOTIFY_SOCKET".into(), "/run/systemd/notify".into());
+    spec.env
+        .insert(k0x_supervisor::MARKER_VAR.into(), "/elsewhere".into());
+    spec.env
+        .insert("ETCD_UNSUPPORTED_ARCH".into(), "arm".into());
+    supervisor.start(vec![spec]).await.unwrap();
+    eventually("the environment dump", || work.join("env").exists()).await;
+    let env = std::fs::read_to_string(work.join("env")).unwrap();
+    let lines: Vec<&str> = env.lines().collect();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("NOTIFY_SOCKET=")),
+        "{env}"
+    );
+    assert!(lines.contains(&"ETCD_UNSUPPORTED_ARCH=arm"), "{env}");
+    let marker = String::from_utf8(setup.marker.clone()).unwrap();
+    assert!(lines.contains(&marker.as_str()), "{env}");
+    supervisor.stop().await;
+    setup.assert_nothing_marked();
+}
