@@ -493,12 +493,16 @@ impl Spawned {
 }
 
 const HELPER_DIR: &str = "K0X_SUPERVISOR_TEST_HELPER_DIR";
+const HELPER_GENERATION: &str = "K0X_SUPERVISOR_TEST_HELPER_GENERATION";
 
 /// Not a test: the supervisor process that `killing_the_supervisor_*` SIGKILLs.
 #[test]
 #[ignore = "helper process started by another test"]
 fn helper_supervisor_process() {
-    let Some(dir) = std::env::var_os(HELPER_DIR).map(PathBuf::from) else {
+    let (Some(dir), Some(generation)) = (
+        std::env::var_os(HELPER_DIR).map(PathBuf::from),
+        std::env::var_os(HELPER_GENERATION),
+    ) else {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -507,7 +511,7 @@ fn helper_supervisor_process() {
         let mut config = SupervisorConfig::new(RunDir::new(dir.join("run")), Arc::new(lock));
         config.backoff = small_backoff();
         let mut supervisor = Supervisor::new(config).unwrap();
-        let work = dir.join("work");
+        let work = dir.join("work").join(generation);
         let specs = ["a", "b", "c"]
             .iter()
             .map(|name| {
@@ -522,59 +526,86 @@ fn helper_supervisor_process() {
     });
 }
 
+/// A supervisor process started from `helper_supervisor_process`, and what it runs.
+struct Generation {
+    helper: Spawned,
+    children: Vec<Pid>,
+    /// Grandchildren in their own sessions: PDEATHSIG does not reach them.
+    grandchildren: Vec<Pid>,
+}
+
+impl Generation {
+    async fn start(setup: &Setup, number: u32) -> Self {
+        let work = setup.work().join(number.to_string());
+        std::fs::create_dir(&work).unwrap();
+        let helper = Spawned(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "helper_supervisor_process",
+                    "--nocapture",
+                ])
+                .env(HELPER_DIR, setup.tmp.path())
+                .env(HELPER_GENERATION, number.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        eventually("the helper supervisor to be ready", || {
+            work.join("helper.ready").exists()
+        })
+        .await;
+        let run = setup.run();
+        let read = |path: PathBuf| {
+            Pid::from_raw(
+                std::fs::read_to_string(path)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap(),
+            )
+        };
+        let mut children = Vec::new();
+        let mut grandchildren = Vec::new();
+        for name in ["a", "b", "c"] {
+            children.push(read(run.pid_file(name)));
+            let grandchild = work.join(format!("{name}.grandchild"));
+            eventually("the grandchild's pid", || grandchild.exists()).await;
+            grandchildren.push(read(grandchild));
+        }
+        assert!(children.iter().chain(&grandchildren).all(|pid| alive(*pid)));
+        Self {
+            helper,
+            children,
+            grandchildren,
+        }
+    }
+
+    /// SIGKILLs the supervisor; its children die with it, the grandchildren stay.
+    async fn kill(mut self) -> Vec<Pid> {
+        self.helper.0.kill().unwrap();
+        self.helper.0.wait().unwrap();
+        eventually("every child to die with its supervisor", || {
+            self.children.iter().all(|pid| !alive(*pid))
+        })
+        .await;
+        assert!(
+            self.grandchildren.iter().all(|pid| alive(*pid)),
+            "setsid survivors are the test's premise"
+        );
+        self.grandchildren
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_supervisor_kills_its_children_and_a_successor_ends_only_marked_survivors() {
     if k0x_testkit::require_binaries("supervisor kill -9", &["setsid"]).is_none() {
         return;
     }
     let setup = Setup::new();
-    let work = setup.work();
-    let helper = Spawned(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "helper_supervisor_process",
-                "--nocapture",
-            ])
-            .env(HELPER_DIR, setup.tmp.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually("the helper supervisor to be ready", || {
-        work.join("helper.ready").exists()
-    })
-    .await;
     let run = setup.run();
-    let children: Vec<Pid> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            let text = std::fs::read_to_string(run.pid_file(name)).unwrap();
-            Pid::from_raw(text.trim().parse().unwrap())
-        })
-        .collect();
-    let mut grandchildren = Vec::new();
-    for name in ["a", "b", "c"] {
-        eventually("the grandchild's pid", || {
-            work.join(format!("{name}.grandchild")).exists()
-        })
-        .await;
-        grandchildren.push(setup.read_pid(&format!("{name}.grandchild")));
-    }
-    assert!(children.iter().chain(&grandchildren).all(|pid| alive(*pid)));
-
-    let mut helper = helper;
-    helper.0.kill().unwrap();
-    helper.0.wait().unwrap();
-    eventually("every child to die with its supervisor", || {
-        children.iter().all(|pid| !alive(*pid))
-    })
-    .await;
-    assert!(
-        grandchildren.iter().all(|pid| alive(*pid)),
-        "setsid survivors are the test's premise"
-    );
+    let survivors = Generation::start(&setup, 1).await.kill().await;
 
     // A pid file naming a process without the marker (the pid was reused), and a process
     // marked for another data dir.
@@ -589,23 +620,35 @@ async fn killing_the_supervisor_kills_its_children_and_a_successor_ends_only_mar
             .unwrap(),
     );
 
-    // The dead supervisor's lock went with it.
-    let lock = DataDirLock::acquire(&setup.data()).unwrap();
-    let mut ended = end_orphans(&run, &lock).unwrap();
-    ended.sort();
-    let mut expected = grandchildren.clone();
-    expected.sort();
-    assert_eq!(ended, expected);
-    eventually("the marked survivors to die", || {
-        grandchildren.iter().all(|pid| !alive(*pid))
-    })
-    .await;
+    // A successor supervisor ends the survivors before it starts its own children.
+    let successor = Generation::start(&setup, 2).await;
+    assert!(
+        survivors.iter().all(|pid| !alive(*pid)),
+        "a survivor outlived the successor's start"
+    );
     assert!(alive(unmarked.pid()), "an unmarked process was signalled");
     assert!(
         alive(other.pid()),
         "another data dir's process was signalled"
     );
-    assert!(!run.pid_file("reused").exists() && !run.pid_file("a").exists());
+    assert!(!run.pid_file("reused").exists());
+
+    // `k0x reset` after a SIGKILL: end_orphans alone finds the same.
+    let survivors = successor.kill().await;
+    let lock =
+        DataDirLock::acquire(&setup.data()).expect("the dead supervisor's lock went with it");
+    let mut ended = end_orphans(&run, &lock).unwrap();
+    ended.sort();
+    let mut expected = survivors.clone();
+    expected.sort();
+    assert_eq!(ended, expected);
+    eventually("the marked survivors to die", || {
+        survivors.iter().all(|pid| !alive(*pid))
+    })
+    .await;
+    assert!(alive(unmarked.pid()) && alive(other.pid()));
+    assert!(!run.pid_file("a").exists());
+    setup.assert_nothing_marked();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
