@@ -376,18 +376,20 @@ async fn wait_until_ready<H: Host>(
         return Ok(());
     }
     let timing = readiness.timing;
+    // A zero interval would probe in a tight loop.
+    let interval = timing.interval.max(Duration::from_millis(10));
     loop {
         let last = match host.probe(&readiness.probe, timing.attempt_timeout).await {
             Ok(()) => return Ok(()),
             Err(problem) => problem,
         };
-        if Instant::now() + timing.interval >= deadline {
+        if Instant::now() + interval >= deadline {
             return Err(format!(
                 "not ready within {:?}: probe {} last failed: {last}",
                 timing.timeout, readiness.probe
             ));
         }
-        tokio::time::sleep(timing.interval).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
