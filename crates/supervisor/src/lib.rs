@@ -1,9 +1,46 @@
 //! Supervision of k0x's child processes.
 //!
-//! Components are described by a [`Spec`]; the supervisor starts them in dependency order, gates
-//! dependents on readiness probes, restarts them under their [`RestartPolicy`], and stops them in
-//! reverse order without leaving children behind.
+//! Components are described by a [`Spec`]; the [`Supervisor`] starts them in dependency order,
+//! gates dependents on readiness probes, restarts them under their [`RestartPolicy`] with
+//! exponential backoff, and stops them in reverse order without leaving children behind.
+//!
+//! Guarantees, and how they are kept:
+//! - a child dies with k0x, even when k0x is SIGKILLed: PR_SET_PDEATHSIG=SIGKILL, armed from one
+//!   long-lived spawner thread ([`SystemHost`]);
+//! - a stop leaves nothing: each child leads its own process group, which gets SIGTERM, then
+//!   SIGKILL after the stop timeout, and every process still carrying the data dir's marker
+//!   (`K0X_MANAGED=<data dir>`) is ended after the last component stopped;
+//! - a k0x restarted after a SIGKILL ends its predecessor's leftovers ([`end_orphans`]) and
+//!   nothing else: a process is only signalled when its own environment carries the marker;
+//! - one k0x per data dir: the supervisor needs the [`DataDirLock`] to run.
 
+mod backoff;
+mod error;
+mod host;
+mod lock;
+mod logs;
+mod order;
+mod orphans;
+pub mod probe;
+mod runner;
 pub mod spec;
+mod status;
+mod supervisor;
+mod system;
 
+#[cfg(test)]
+mod fake;
+
+pub use backoff::BackoffPolicy;
+pub use error::Error;
+pub use host::{Exited, Host, Launch, MARKER_VAR, ProcessTable, Spawned, Zombie, marker_entry};
+pub use lock::{DataDirLock, LockError};
+pub use orphans::{ORPHAN_GRACE, end_orphans, marker_value};
 pub use spec::{Probe, ProbeTiming, Readiness, RestartPolicy, Spec};
+pub use status::{ComponentState, ComponentStatus, ExitReason};
+pub use supervisor::{Supervisor, SupervisorConfig, all_ready};
+pub use system::{ProcFs, SystemHost};
+
+/// Re-exported so callers can name pids and signals without depending on nix themselves.
+pub use nix::sys::signal::Signal;
+pub use nix::unistd::Pid;

@@ -14,7 +14,8 @@ pub struct Spec {
     /// Executable to run.
     pub path: PathBuf,
     pub args: Vec<String>,
-    /// Extra environment on top of k0x's own (NOTIFY_SOCKET is always removed).
+    /// Extra environment on top of k0x's own (NOTIFY_SOCKET is always removed and the marker
+    /// `K0X_MANAGED` always set by the supervisor, whatever this says).
     pub env: BTreeMap<String, String>,
     /// Working directory; `None` keeps k0x's.
     pub dir: Option<PathBuf>,

@@ -1,0 +1,406 @@
+//! One task per component: wait for dependencies, run, probe, restart, stop.
+//!
+//! The runner owns every decision about its component (restart or not, how long to wait, when
+//! to escalate to SIGKILL) and touches the system only through [`Host`], so the whole policy is
+//! tested with a fake host and tokio's paused clock.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::host::{Exited, Host, Launch, Spawned};
+use crate::spec::{Probe, Readiness, RestartPolicy, Spec};
+use crate::status::{ComponentState, ComponentStatus, ExitReason};
+
+/// The outcome of a component's first start, which dependents and `start` wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Startup {
+    Pending,
+    Ready,
+    Failed(String),
+}
+
+pub(crate) type StatusSender = Arc<watch::Sender<Vec<ComponentStatus>>>;
+
+pub(crate) struct Runner<H> {
+    pub(crate) spec: Spec,
+    pub(crate) index: usize,
+    pub(crate) host: Arc<H>,
+    pub(crate) status: StatusSender,
+    pub(crate) startup: watch::Sender<Startup>,
+    pub(crate) dependencies: Vec<(String, watch::Receiver<Startup>)>,
+    pub(crate) pid_file: PathBuf,
+    pub(crate) marker: std::ffi::OsString,
+    pub(crate) backoff: BackoffPolicy,
+}
+
+/// How one process of the component ended.
+enum Ended {
+    Exited(ExitReason, Duration),
+    Stopped,
+    NotReady(String),
+}
+
+impl RestartPolicy {
+    fn restarts_after(self, reason: ExitReason) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !reason.success(),
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+impl<H: Host> Runner<H> {
+    /// Runs the component until a stop is requested (`stop` becomes true or its sender is
+    /// dropped) or its restart policy gives up.
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        if !self.wait_for_dependencies(&mut stop).await {
+            return;
+        }
+        let deadline = Instant::now() + self.spec.readiness.timing.timeout;
+        let mut backoff = Backoff::new(self.backoff);
+        let mut ever_ready = false;
+        let mut ever_spawned = false;
+        loop {
+            let spawned = match self.host.spawn(self.launch()).await {
+                Ok(spawned) => spawned,
+                Err(error) => {
+                    let problem = self.spawn_problem(&error);
+                    if !ever_spawned {
+                        return self.fail(problem);
+                    }
+                    tracing::error!(component = %self.spec.name, "{problem}");
+                    self.update(|s| s.message = Some(problem));
+                    if !self.back_off(backoff.next_delay(), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            ever_spawned = true;
+            let probe_deadline = if ever_ready {
+                Instant::now() + self.spec.readiness.timing.timeout
+            } else {
+                deadline
+            };
+            match self
+                .supervise(spawned, &mut ever_ready, probe_deadline, &mut stop)
+                .await
+            {
+                Ended::Stopped => return,
+                Ended::NotReady(problem) => return self.fail(problem),
+                Ended::Exited(reason, ran) => {
+                    if !self.spec.restart.restarts_after(reason) {
+                        return self.give_up(reason, ever_ready);
+                    }
+                    backoff.record_run(ran);
+                    let delay = backoff.next_delay();
+                    if !ever_ready && Instant::now() + delay > deadline {
+                        return self.fail(format!(
+                            "it exited with {reason} and was not ready within {:?}",
+                            self.spec.readiness.timing.timeout
+                        ));
+                    }
+                    if !self.back_off(delay, &mut stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every dependency is ready. False when a dependency failed or stop was asked.
+    async fn wait_for_dependencies(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        for (name, startup) in &self.dependencies {
+            let mut startup = startup.clone();
+            let outcome = tokio::select! {
+                result = startup.wait_for(|s| *s != Startup::Pending) => {
+                    result.map(|s| s.clone()).unwrap_or(Startup::Failed(String::new()))
+                }
+                () = stop_requested(stop) => {
+                    self.set_state(ComponentState::Stopped);
+                    return false;
+                }
+            };
+            if let Startup::Failed(_) = outcome {
+                self.fail(format!("its dependency {name} did not start"));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Watches one process: its exit, a stop request and its readiness probe.
+    async fn supervise(
+        &self,
+        mut spawned: Spawned,
+        ever_ready: &mut bool,
+        probe_deadline: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let pid = spawned.pid;
+        let started = Instant::now();
+        self.write_pid_file(pid);
+        tracing::info!(component = %self.spec.name, pid = pid.as_raw(), "started");
+        self.update(|s| {
+            s.pid = Some(pid.as_raw() as u32);
+            s.state = ComponentState::Starting;
+            s.since = SystemTime::now();
+        });
+        let probe = wait_until_ready(
+            self.host.clone(),
+            self.spec.readiness.clone(),
+            probe_deadline,
+        );
+        tokio::pin!(probe);
+        let mut probing = true;
+        loop {
+            tokio::select! {
+                exited = &mut spawned.exited => {
+                    let Ok(exited) = exited else { return Ended::Stopped };
+                    let reason = self.sweep_group(pid, exited);
+                    let ran = started.elapsed();
+                    tracing::warn!(component = %self.spec.name, pid = pid.as_raw(), ran_ms = ran.as_millis() as u64, "exited with {reason}");
+                    self.update(|s| {
+                        s.pid = None;
+                        s.last_exit = Some(reason);
+                    });
+                    return Ended::Exited(reason, ran);
+                }
+                () = stop_requested(stop) => {
+                    self.terminate(pid, spawned).await;
+                    return Ended::Stopped;
+                }
+                result = &mut probe, if probing => {
+                    probing = false;
+                    match result {
+                        Ok(()) => self.mark_ready(ever_ready),
+                        Err(problem) if !*ever_ready => {
+                            self.terminate(pid, spawned).await;
+                            return Ended::NotReady(problem);
+                        }
+                        Err(problem) => {
+                            tracing::warn!(component = %self.spec.name, "running but not ready: {problem}");
+                            self.update(|s| {
+                                s.state = ComponentState::Running;
+                                s.message = Some(problem);
+                                s.since = SystemTime::now();
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn mark_ready(&self, ever_ready: &mut bool) {
+        tracing::info!(component = %self.spec.name, "ready");
+        *ever_ready = true;
+        self.startup.send_if_modified(|s| {
+            let first = *s == Startup::Pending;
+            *s = Startup::Ready;
+            first
+        });
+        self.update(|s| {
+            s.state = ComponentState::Ready;
+            s.message = None;
+            s.since = SystemTime::now();
+        });
+    }
+
+    /// SIGTERM to the group, SIGKILL after the stop timeout, then the sweep of the group.
+    async fn terminate(&self, pid: Pid, mut spawned: Spawned) {
+        self.set_state(ComponentState::Stopping);
+        self.signal(pid, Signal::SIGTERM);
+        let exited = tokio::select! {
+            exited = &mut spawned.exited => exited,
+            _ = tokio::time::sleep(self.spec.stop_timeout) => {
+                tracing::warn!(component = %self.spec.name, "did not stop within {:?}; killing its process group", self.spec.stop_timeout);
+                self.signal(pid, Signal::SIGKILL);
+                spawned.exited.await
+            }
+        };
+        let reason = exited.ok().map(|exited| self.sweep_group(pid, exited));
+        if let Some(reason) = reason {
+            tracing::info!(component = %self.spec.name, "stopped ({reason})");
+        }
+        self.remove_pid_file();
+        self.update(|s| {
+            s.pid = None;
+            s.state = ComponentState::Stopped;
+            s.last_exit = reason.or(s.last_exit);
+            s.since = SystemTime::now();
+        });
+    }
+
+    /// Kills what is left of the process group while the exited leader, still unreaped, keeps
+    /// the group id from being reused; then reaps the leader.
+    fn sweep_group(&self, pid: Pid, exited: Exited) -> ExitReason {
+        self.signal(pid, Signal::SIGKILL);
+        let reason = exited.reason;
+        drop(exited);
+        reason
+    }
+
+    fn signal(&self, pgid: Pid, signal: Signal) {
+        if let Err(error) = self.host.signal_group(pgid, signal) {
+            tracing::warn!(component = %self.spec.name, "cannot send {signal} to process group {pgid}: {error}");
+        }
+    }
+
+    /// Waits `delay` before the next restart. False when a stop was requested meanwhile.
+    async fn back_off(&self, delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+        tracing::info!(component = %self.spec.name, "restarting in {delay:?}");
+        self.update(|s| {
+            s.state = ComponentState::Backoff;
+            s.backoff = Some(delay);
+            s.since = SystemTime::now();
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {
+                self.update(|s| s.restarts += 1);
+                true
+            }
+            () = stop_requested(stop) => {
+                self.remove_pid_file();
+                self.set_state(ComponentState::Stopped);
+                false
+            }
+        }
+    }
+
+    /// The restart policy does not restart after `reason`.
+    fn give_up(&self, reason: ExitReason, ever_ready: bool) {
+        let policy = self.spec.restart;
+        if !ever_ready {
+            return self.fail(format!(
+                "it exited with {reason} before it was ready (restart policy {policy:?})"
+            ));
+        }
+        self.remove_pid_file();
+        let state = if reason.success() {
+            ComponentState::Stopped
+        } else {
+            ComponentState::Failed
+        };
+        tracing::warn!(component = %self.spec.name, "not restarted after {reason} (restart policy {policy:?})");
+        self.set_state(state);
+    }
+
+    fn fail(&self, problem: String) {
+        tracing::error!(component = %self.spec.name, "{problem}");
+        self.remove_pid_file();
+        self.startup.send_if_modified(|s| {
+            let first = *s == Startup::Pending;
+            if first {
+                *s = Startup::Failed(problem.clone());
+            }
+            first
+        });
+        self.update(|s| {
+            s.state = ComponentState::Failed;
+            s.pid = None;
+            s.message = Some(problem);
+            s.since = SystemTime::now();
+        });
+    }
+
+    fn set_state(&self, state: ComponentState) {
+        self.update(|s| {
+            s.state = state;
+            s.since = SystemTime::now();
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ComponentStatus)) {
+        self.status.send_modify(|all| change(&mut all[self.index]));
+    }
+
+    fn launch(&self) -> Launch {
+        Launch {
+            component: self.spec.name.clone(),
+            path: self.spec.path.clone(),
+            args: self.spec.args.clone(),
+            env: self.spec.env.clone(),
+            dir: self.spec.dir.clone(),
+            marker: self.marker.clone(),
+        }
+    }
+
+    fn spawn_problem(&self, error: &std::io::Error) -> String {
+        let path = self.spec.path.display();
+        match &self.spec.dir {
+            Some(dir) if !dir.is_dir() => format!(
+                "cannot run {path}: its working directory {} does not exist",
+                dir.display()
+            ),
+            _ => format!("cannot run {path}: {error}"),
+        }
+    }
+
+    fn write_pid_file(&self, pid: Pid) {
+        if let Err(error) = write_atomically(&self.pid_file, format!("{pid}\n").as_bytes()) {
+            tracing::warn!(component = %self.spec.name, "cannot write {}: {error}", self.pid_file.display());
+        }
+    }
+
+    fn remove_pid_file(&self) {
+        match std::fs::remove_file(&self.pid_file) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(component = %self.spec.name, "cannot remove {}: {error}", self.pid_file.display());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Resolves once a stop is requested or the supervisor is gone.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Probes until the probe passes or `deadline` is reached; the error carries the last failure.
+async fn wait_until_ready<H: Host>(
+    host: Arc<H>,
+    readiness: Readiness,
+    deadline: Instant,
+) -> Result<(), String> {
+    if readiness.probe == Probe::None {
+        return Ok(());
+    }
+    let timing = readiness.timing;
+    // A zero interval would probe in a tight loop.
+    let interval = timing.interval.max(Duration::from_millis(10));
+    loop {
+        let last = match host.probe(&readiness.probe, timing.attempt_timeout).await {
+            Ok(()) => return Ok(()),
+            Err(problem) => problem,
+        };
+        if Instant::now() + interval >= deadline {
+            return Err(format!(
+                "not ready within {:?}: probe {} last failed: {last}",
+                timing.timeout, readiness.probe
+            ));
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Writes `contents` to a temporary file beside `path` and renames it into place.
+pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
