@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod server;
 
 use clap::Parser;
 

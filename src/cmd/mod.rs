@@ -3,7 +3,10 @@
 pub mod completion;
 pub mod config;
 pub mod kubeconfig;
+pub mod kubectl;
 pub mod pki;
+pub mod server;
+pub mod status;
 pub mod user;
 pub mod version;
 
@@ -13,6 +16,12 @@ use crate::cli::Cli;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a controller (etcd and the Kubernetes control plane); with --enable-worker also a worker.
+    Server(server::ServerArgs),
+    /// Show the running node's role and components.
+    Status(status::StatusArgs),
+    /// Run kubectl with the admin kubeconfig.
+    Kubectl(kubectl::KubectlArgs),
     /// Print the k0x version, commit and target.
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish).
@@ -30,6 +39,9 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
+        Command::Server(args) => server::run(global, &args),
+        Command::Status(args) => status::run(global, &args),
+        Command::Kubectl(args) => kubectl::run(global, &args),
         Command::Version(args) => version::run(global, &args),
         Command::Completion(args) => completion::run(&args),
         Command::Config(args) => config::run(global, &args),

@@ -1,0 +1,109 @@
+//! A running node: `k0x server [--enable-worker]` (and the worker half reused by `k0x worker`).
+//!
+//! The flow is short on purpose; every step lives in the crate that owns it:
+//! lock the data dir (supervisor) -> put the component binaries in place (assets) -> write the PKI
+//! (pki) -> render each component's files and spec (node) -> start them in order (supervisor) ->
+//! serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
+
+pub mod admin;
+mod plan;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use k0x_config::{ClusterConfig, DataDir, RunDir};
+use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use plan::{Plan, Role};
+
+/// Everything `k0x server` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub role: Role,
+    pub disabled: Vec<String>,
+}
+
+/// Runs the node until SIGINT or SIGTERM, then stops every component. Blocks.
+pub fn run(
+    config: ClusterConfig,
+    data: DataDir,
+    run: RunDir,
+    options: ServerOptions,
+) -> anyhow::Result<()> {
+    let lock = Arc::new(DataDirLock::acquire(&data)?);
+    run.create().with_context(|| {
+        format!(
+            "cannot create the run dir {}; check --run-dir",
+            run.root().display()
+        )
+    })?;
+    if options.role.controller {
+        let request = k0x_pki::PkiRequest::from_config(&config)?;
+        let report = k0x_pki::ensure_pki(&data, &request)?;
+        tracing::info!(
+            changed = !report.unchanged(),
+            "PKI ready in {}",
+            data.pki().display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config, data, run, lock, options))
+}
+
+async fn serve(
+    config: ClusterConfig,
+    data: DataDir,
+    run: RunDir,
+    lock: Arc<DataDirLock>,
+    options: ServerOptions,
+) -> anyhow::Result<()> {
+    let plan = Plan::prepare(config, data, run.clone(), &options)?;
+    for (name, reason) in &plan.unavailable {
+        tracing::warn!(component = %name, "not started: {reason}");
+    }
+    let mut supervisor = Supervisor::new(SupervisorConfig::new(run.clone(), lock))
+        .context("cannot start the supervisor")?;
+    let status = admin::StatusSource::new(&plan, supervisor.subscribe());
+    let admin = admin::AdminServer::bind(&run, status)?;
+    let admin_task = tokio::spawn(admin.serve());
+
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let started = tokio::select! {
+        result = supervisor.start(plan.specs.clone()) => Some(result),
+        _ = terminate.recv() => None,
+        _ = interrupt.recv() => None,
+    };
+    match started {
+        Some(Ok(())) => {
+            tracing::info!(
+                "all {} components ready; {} not started",
+                plan.specs.len(),
+                plan.unavailable.len()
+            );
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            supervisor.stop().await;
+            admin_task.abort();
+            Ok(())
+        }
+        Some(Err(err)) => {
+            supervisor.stop().await;
+            admin_task.abort();
+            Err(err.into())
+        }
+        None => {
+            tracing::info!("signal during start: stopping");
+            supervisor.stop().await;
+            admin_task.abort();
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Which components this node runs, with their files written and specs built, and which it
+//! cannot run and why (missing binaries, or a dependency that is missing).
+
+use k0x_config::{ClusterConfig, DataDir, RunDir};
+use k0x_node::{Component, NodeContext, NodeFacts};
+use k0x_supervisor::Spec;
+
+use super::ServerOptions;
+
+/// The roles a node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    pub controller: bool,
+    pub worker: bool,
+}
+
+impl Role {
+    /// The role's name as status shows it.
+    pub fn name(self) -> &'static str {
+        match (self.controller, self.worker) {
+            (true, true) => "controller+worker",
+            (true, false) => "controller",
+            _ => "worker",
+        }
+    }
+}
+
+/// The node's components, ready to hand to the supervisor.
+#[derive(Debug)]
+pub struct Plan {
+    pub ctx: NodeContext,
+    pub role: Role,
+    /// Specs of the components that will run, in start order.
+    pub specs: Vec<Spec>,
+    /// Components that will not run, with the reason status reports.
+    pub unavailable: Vec<(String, String)>,
+    /// Components turned off with `--disable-components`.
+    pub disabled: Vec<String>,
+}
+
+impl Plan {
+    /// Renders every component's files and builds its spec.
+    pub fn prepare(
+        config: ClusterConfig,
+        data: DataDir,
+        run: RunDir,
+        options: &ServerOptions,
+    ) -> anyhow::Result<Self> {
+        let facts = NodeFacts::detect(&config, &data)?;
+        let ctx = NodeContext::new(config, data, run, facts);
+        let components = k0x_node::filter_disabled(components(options.role), &options.disabled)?;
+        for component in &components {
+            component.prepare(&ctx)?;
+        }
+        let (specs, unavailable) = runnable(k0x_node::specs(&components, &ctx)?);
+        Ok(Self {
+            ctx,
+            role: options.role,
+            specs,
+            unavailable,
+            disabled: options.disabled.clone(),
+        })
+    }
+}
+
+fn components(role: Role) -> Vec<Box<dyn Component>> {
+    let mut components = Vec::new();
+    if role.controller {
+        components.extend(k0x_node::controller_components());
+    }
+    if role.worker {
+        components.extend(k0x_node::worker_components());
+    }
+    components
+}
+
+/// Splits specs into those that can run and those that cannot: a missing executable, or a
+/// dependency that will not run (so a dependent never waits forever on it).
+fn runnable(specs: Vec<Spec>) -> (Vec<Spec>, Vec<(String, String)>) {
+    let mut unavailable: Vec<(String, String)> = Vec::new();
+    let mut ready = Vec::new();
+    for spec in specs {
+        if let Some(reason) = k0x_node::missing_binary(&spec) {
+            unavailable.push((spec.name.clone(), reason));
+        } else if let Some(dep) = spec
+            .depends_on
+            .iter()
+            .find(|dep| unavailable.iter().any(|(name, _)| name == *dep))
+        {
+            let reason = format!(
+                "{}: not started because it needs {dep}, which cannot run",
+                spec.name
+            );
+            unavailable.push((spec.name.clone(), reason));
+        } else {
+            ready.push(spec);
+        }
+    }
+    (ready, unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependents_of_missing_components_are_not_started() {
+        let tmp = tempfile::tempdir().unwrap();
+        let present = tmp.path().join("present");
+        std::fs::write(&present, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            &present,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let etcd = Spec::new("etcd", &present);
+        let apiserver = Spec {
+            depends_on: vec!["etcd".into()],
+            ..Spec::new("kube-apiserver", tmp.path().join("gone"))
+        };
+        let scheduler = Spec {
+            depends_on: vec!["kube-apiserver".into()],
+            ..Spec::new("kube-scheduler", &present)
+        };
+        let (run, skip) = runnable(vec![etcd, apiserver, scheduler]);
+        assert_eq!(
+            run.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["etcd"]
+        );
+        assert_eq!(skip.len(), 2);
+        assert!(skip[0].1.contains("is missing"), "{}", skip[0].1);
+        assert!(skip[1].1.contains("needs kube-apiserver"), "{}", skip[1].1);
+    }
+}
