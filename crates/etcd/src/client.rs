@@ -204,13 +204,44 @@ impl Client {
         value: &[u8],
         lease: u64,
     ) -> Result<bool, EtcdError> {
+        let compare = proto::Compare {
+            key: B64.encode(key),
+            target: "CREATE",
+            result: "EQUAL",
+            create_revision: Some(0),
+            mod_revision: None,
+        };
+        self.put_when(compare, key, value, lease).await
+    }
+
+    /// Stores `value` at `key` only if the key was last modified at `mod_revision` (an update
+    /// that loses no concurrent write); true if it was stored.
+    pub async fn put_if_unchanged(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: u64,
+        mod_revision: u64,
+    ) -> Result<bool, EtcdError> {
+        let compare = proto::Compare {
+            key: B64.encode(key),
+            target: "MOD",
+            result: "EQUAL",
+            create_revision: None,
+            mod_revision: Some(mod_revision),
+        };
+        self.put_when(compare, key, value, lease).await
+    }
+
+    async fn put_when(
+        &self,
+        compare: proto::Compare,
+        key: &str,
+        value: &[u8],
+        lease: u64,
+    ) -> Result<bool, EtcdError> {
         let request = proto::TxnRequest {
-            compare: vec![proto::Compare {
-                key: B64.encode(key),
-                target: "CREATE",
-                result: "EQUAL",
-                create_revision: 0,
-            }],
+            compare: vec![compare],
             success: vec![proto::RequestOp {
                 request_put: proto::PutRequest {
                     key: B64.encode(key),

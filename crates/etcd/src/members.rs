@@ -138,8 +138,9 @@ pub async fn remove_member(client: &Client, member_id: u64, retry: Retry) -> Res
         .map(drop)
 }
 
-/// Errors that promotion may outgrow: the learner lags, or is not started, or etcd is busy.
-fn is_not_ready(err: &EtcdError) -> bool {
+/// True for errors that waiting may cure: the learner lags or has not started, etcd settles
+/// after a membership change, or a member is briefly unreachable.
+pub fn is_not_ready(err: &EtcdError) -> bool {
     match err {
         EtcdError::Unreachable(_) => true,
         other => other.server_message().is_some_and(|m| {

@@ -86,8 +86,20 @@ pub struct Compare {
     pub key: String,
     pub target: &'static str,
     pub result: &'static str,
-    #[serde(with = "int")]
-    pub create_revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_int")]
+    pub create_revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_int")]
+    pub mod_revision: Option<u64>,
+}
+
+/// Optional 64-bit integers, written as strings when present.
+mod opt_int {
+    pub fn serialize<S: serde::Serializer>(value: &Option<u64>, ser: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => super::int::serialize(v, ser),
+            None => ser.serialize_none(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

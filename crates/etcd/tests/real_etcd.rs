@@ -32,7 +32,21 @@ async fn put_get_delete_and_prefixes() {
 
     assert!(!client.put_if_absent("/t/a", b"two", 0).await.unwrap());
     assert!(client.put_if_absent("/t/new", b"n", 0).await.unwrap());
-    assert_eq!(client.get("/t/a").await.unwrap().unwrap().value, b"one");
+    let a = client.get("/t/a").await.unwrap().unwrap();
+    assert_eq!(a.value, b"one");
+    assert!(
+        client
+            .put_if_unchanged("/t/a", b"three", 0, a.mod_revision)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !client
+            .put_if_unchanged("/t/a", b"lost", 0, a.mod_revision)
+            .await
+            .unwrap()
+    );
+    assert_eq!(client.get("/t/a").await.unwrap().unwrap().value, b"three");
 
     assert_eq!(client.delete("/t/a").await.unwrap(), 1);
     assert_eq!(client.delete("/t/a").await.unwrap(), 0);
