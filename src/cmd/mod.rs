@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes its clap arguments and a `run` function.
 
 pub mod completion;
+pub mod token;
 pub mod version;
 
 use clap::Subcommand;
@@ -13,6 +14,8 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish).
     Completion(completion::CompletionArgs),
+    /// Create, list and invalidate join tokens (talks to the running server).
+    Token(token::TokenArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -20,5 +23,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Version(args) => version::run(global, &args),
         Command::Completion(args) => completion::run(&args),
+        Command::Token(args) => token::run(global, &args),
     }
 }

@@ -21,7 +21,7 @@ pub enum EtcdError {
     #[error("no etcd endpoint given: pass at least one https:// client URL")]
     NoEndpoints,
     #[error("etcd unreachable ({0})")]
-    Unreachable(#[source] TransportError),
+    Unreachable(TransportError),
     #[error("etcd at {endpoint} refused {call}: {message} (HTTP {status})")]
     Server {
         endpoint: String,

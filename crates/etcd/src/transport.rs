@@ -31,18 +31,12 @@ pub enum TransportError {
     InvalidUrl { url: String, why: String },
     #[error("refusing {url}: only https:// URLs are allowed")]
     NotHttps { url: String },
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("TLS handshake with {addr} failed: {source}")]
-    Tls {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("HTTP exchange with {addr} failed: {source}")]
-    Http { addr: String, source: hyper::Error },
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: String, cause: std::io::Error },
+    #[error("TLS handshake with {addr} failed: {cause}")]
+    Tls { addr: String, cause: std::io::Error },
+    #[error("HTTP exchange with {addr} failed: {cause}")]
+    Http { addr: String, cause: hyper::Error },
     #[error("response from {addr} unreadable: {why}")]
     Body { addr: String, why: String },
     #[error("no answer from {addr} within {timeout:?}")]
@@ -141,9 +135,9 @@ impl HttpsTransport {
                     url: target.authority.clone(),
                     why: e.to_string(),
                 })?;
-        let http_error = |source| TransportError::Http {
+        let http_error = |cause| TransportError::Http {
             addr: target.authority.clone(),
-            source,
+            cause,
         };
         let response = sender.send_request(request).await.map_err(http_error)?;
         let status = response.status();
@@ -187,9 +181,9 @@ impl HttpsTransport {
         let tcp = self
             .tcp_connect(&target.host, target.port)
             .await
-            .map_err(|source| TransportError::Connect {
+            .map_err(|cause| TransportError::Connect {
                 addr: addr.clone(),
-                source,
+                cause,
             })?;
         let server_name =
             ServerName::try_from(target.host.clone()).map_err(|e| TransportError::InvalidUrl {
@@ -200,16 +194,17 @@ impl HttpsTransport {
             .connector
             .connect(server_name, tcp)
             .await
-            .map_err(|source| TransportError::Tls {
+            .map_err(|cause| TransportError::Tls {
                 addr: addr.clone(),
-                source,
+                cause,
             })?;
-        let (sender, connection) = http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|source| TransportError::Http {
-                addr: addr.clone(),
-                source,
-            })?;
+        let (sender, connection) =
+            http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|cause| TransportError::Http {
+                    addr: addr.clone(),
+                    cause,
+                })?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%addr, %err, "HTTPS connection closed");

@@ -244,11 +244,11 @@ pub async fn serve(
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(
-        "cannot reach the k0x server at {path}: {source}; is `k0x server` running, and is --run-dir the same as the server's? (run as root)"
+        "cannot reach the k0x server at {path}: {cause}; is `k0x server` running, and is --run-dir the same as the server's? (run as root)"
     )]
     Connect {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the k0x server refused: {0}")]
     Refused(String),
@@ -307,9 +307,9 @@ impl AdminClient {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
-                .map_err(|source| AdminError::Connect {
+                .map_err(|cause| AdminError::Connect {
                     path: self.socket.clone(),
-                    source,
+                    cause,
                 })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await

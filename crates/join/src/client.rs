@@ -32,14 +32,8 @@ pub enum JoinError {
         expected: String,
         actual: String,
     },
-    #[error(
-        "cannot reach the join API at {url}: {source}; check the address and that port is open"
-    )]
-    Unreachable {
-        url: String,
-        #[source]
-        source: TransportError,
-    },
+    #[error("cannot reach the join API at {url}: {cause}; check the address and that port is open")]
+    Unreachable { url: String, cause: TransportError },
     #[error("the join API at {url} refused: {message}")]
     Refused {
         url: String,
@@ -249,9 +243,9 @@ impl JoinClient {
         let response = transport
             .request(Method::GET, &address, &[], Vec::new())
             .await
-            .map_err(|source| JoinError::Unreachable {
+            .map_err(|cause| JoinError::Unreachable {
                 url: url.to_string(),
-                source,
+                cause,
             })?;
         let bad = |why: String| JoinError::BadAnswer {
             url: url.to_string(),
@@ -310,9 +304,9 @@ impl JoinClient {
                 body,
             )
             .await
-            .map_err(|source| JoinError::Unreachable {
+            .map_err(|cause| JoinError::Unreachable {
                 url: session.url.clone(),
-                source,
+                cause,
             })?;
         if !response.status.is_success() {
             let message = serde_json::from_slice::<api::ErrorResponse>(&response.body)
