@@ -116,10 +116,34 @@ impl HttpsTransport {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Response, TransportError> {
-        let mut sender = match self.take_idle(&target.authority).await {
-            Some(sender) => sender,
-            None => self.connect(target).await?,
-        };
+        if let Some(sender) = self.take_idle(&target.authority).await {
+            match self
+                .send(target, sender, method.clone(), headers, body.clone())
+                .await
+            {
+                // The peer closed the idle connection before reading the request: use a new one.
+                Err(TransportError::Http { cause, .. })
+                    if cause.is_closed()
+                        || cause.is_canceled()
+                        || cause.is_incomplete_message() =>
+                {
+                    tracing::debug!(addr = %target.authority, %cause, "reused connection was closed");
+                }
+                other => return other,
+            }
+        }
+        let sender = self.connect(target).await?;
+        self.send(target, sender, method, headers, body).await
+    }
+
+    async fn send(
+        &self,
+        target: &Target,
+        mut sender: SendRequest<Full<Bytes>>,
+        method: Method,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Response, TransportError> {
         let mut request = Request::builder()
             .method(method)
             .uri(&target.path_and_query)

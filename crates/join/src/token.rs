@@ -6,6 +6,8 @@
 //! line each and say how to get a good token, since users paste tokens by hand.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -210,6 +212,57 @@ impl Token {
     }
 }
 
+/// Why no token could be read from the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no join token: pass --token-file FILE (recommended) or the token as an argument")]
+    Missing,
+    #[error(
+        "both a token argument and --token-file were given: use only --token-file (an argument is visible to every user in ps)"
+    )]
+    Both,
+    #[error("--token-file {path}: {cause}")]
+    Unreadable {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("--token-file {path}: {cause}")]
+    BadFile { path: PathBuf, cause: TokenError },
+    #[error("token argument: {0}")]
+    BadArgument(TokenError),
+}
+
+/// Reads the join token from `--token-file` (recommended) or from a command-line argument.
+/// A token file readable by other users is accepted with a warning.
+pub fn load(argument: Option<&str>, file: Option<&Path>) -> Result<Token, LoadError> {
+    match (argument, file) {
+        (Some(_), Some(_)) => Err(LoadError::Both),
+        (None, None) => Err(LoadError::Missing),
+        (Some(text), None) => Token::parse(text).map_err(LoadError::BadArgument),
+        (None, Some(path)) => {
+            let unreadable = |cause| LoadError::Unreadable {
+                path: path.to_path_buf(),
+                cause,
+            };
+            let text = std::fs::read_to_string(path).map_err(unreadable)?;
+            let mode = std::fs::metadata(path)
+                .map_err(unreadable)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the token file is readable by other users: chmod 600 it, or delete it after the join"
+                );
+            }
+            Token::parse(&text).map_err(|cause| LoadError::BadFile {
+                path: path.to_path_buf(),
+                cause,
+            })
+        }
+    }
+}
+
 /// Splits an `Authorization: Bearer <id>.<secret>` credential into id and secret.
 pub fn split_bearer(credential: &str) -> Option<(&str, &str)> {
     let (id, secret) = credential.split_once('.')?;
@@ -290,6 +343,24 @@ mod tests {
         let err = Token::parse(&text).unwrap_err();
         assert_eq!(err, TokenError::UnknownRole("admin".into()));
         assert!(err.to_string().contains("expected worker or controller"));
+    }
+
+    #[test]
+    fn tokens_load_from_a_file_or_an_argument() {
+        let token = sample();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("worker.token");
+        std::fs::write(&file, format!("{}\n", token.encode())).unwrap();
+        assert_eq!(load(None, Some(&file)).unwrap(), token);
+        assert_eq!(load(Some(&token.encode()), None).unwrap(), token);
+        assert!(matches!(load(None, None), Err(LoadError::Missing)));
+        assert!(matches!(load(Some("x"), Some(&file)), Err(LoadError::Both)));
+        let missing = dir.path().join("nope");
+        let err = load(None, Some(&missing)).unwrap_err();
+        assert!(err.to_string().starts_with("--token-file "), "{err}");
+        std::fs::write(&file, "k0x1.").unwrap();
+        let err = load(None, Some(&file)).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use k0x_etcd::testing::TestEtcd;
 use k0x_join::material::{WorkerFiles, write_controller_files, write_worker_files};
 use k0x_join::ratelimit::RateLimit;
 use k0x_join::store::unix_now;
-use k0x_join::{JoinClient, JoinError, Role, Token, TokenError, TokenStore};
+use k0x_join::{JoinClient, JoinError, NodeRegistry, Role, Token, TokenError, TokenStore};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -109,6 +109,17 @@ async fn worker_joins_and_its_certificate_verifies() {
         "{err}"
     );
     assert!(server_logged_refusal(&token.id, "already joined"));
+    // Once the admin forgets the old node, a reinstalled machine may take the name.
+    assert!(
+        NodeRegistry::new(etcd.client())
+            .forget("worker-1")
+            .await
+            .unwrap()
+    );
+    JoinClient::new(token.clone())
+        .join_worker("worker-1")
+        .await
+        .unwrap();
     assert!(!captured_logs().contains(&secret), "the secret was logged");
 }
 
