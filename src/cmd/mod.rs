@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes its clap arguments and a `run` function.
 
 pub mod completion;
+pub mod etcd;
 pub mod token;
 pub mod version;
 
@@ -16,6 +17,8 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Create, list and invalidate join tokens (talks to the running server).
     Token(token::TokenArgs),
+    /// List the controllers' etcd members, or remove one.
+    Etcd(etcd::EtcdArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -24,5 +27,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run(global, &args),
         Command::Completion(args) => completion::run(&args),
         Command::Token(args) => token::run(global, &args),
+        Command::Etcd(args) => etcd::run(global, &args),
     }
 }
