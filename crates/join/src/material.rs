@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use k0x_config::{DataDir, layout, pki_names};
 
-use crate::api::{ControllerJoinResponse, WorkerSettings};
+use crate::api::{
+    CertAndKey, ControllerJoinResponse, ControllerSecrets, ServiceAccountKeys, WorkerSettings,
+};
 use crate::client::WorkerJoin;
 
 /// Name (under `pki/`) of the kubelet client certificate and key a worker join writes.
@@ -91,6 +93,34 @@ pub fn write_controller_files(data: &DataDir, join: &ControllerJoinResponse) -> 
     write_all_or_nothing(&borrowed)
 }
 
+/// Reads the control-plane secrets a controller hands to joining controllers from its `pki/`
+/// (the inverse of [`write_controller_files`]).
+pub fn read_controller_secrets(data: &DataDir) -> io::Result<ControllerSecrets> {
+    let read = |path: PathBuf| {
+        fs::read_to_string(&path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: {e}; generate the cluster PKI first", path.display()),
+            )
+        })
+    };
+    let pair = |name: &str| -> io::Result<CertAndKey> {
+        Ok(CertAndKey {
+            cert: read(data.pki_cert(name))?,
+            key: read(data.pki_key(name))?,
+        })
+    };
+    Ok(ControllerSecrets {
+        ca: pair(pki_names::CA)?,
+        etcd_ca: pair(pki_names::ETCD_CA)?,
+        front_proxy_ca: pair(pki_names::FRONT_PROXY_CA)?,
+        sa: ServiceAccountKeys {
+            key: read(data.sa_key())?,
+            public: read(data.sa_pub())?,
+        },
+    })
+}
+
 fn prepare_dirs(data: &DataDir) -> io::Result<()> {
     data.create()?;
     for dir in [data.pki(), data.etcd_pki(), data.etc()] {
@@ -168,6 +198,35 @@ mod tests {
         assert_eq!(mode(&key), 0o600);
         assert_eq!(mode(&cert), 0o644);
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn controller_secrets_round_trip_through_the_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path().join("k0x"));
+        let pair = |n: &str| CertAndKey {
+            cert: format!("{n} cert"),
+            key: format!("{n} key"),
+        };
+        let join = ControllerJoinResponse {
+            secrets: ControllerSecrets {
+                ca: pair("ca"),
+                etcd_ca: pair("etcd"),
+                front_proxy_ca: pair("fp"),
+                sa: ServiceAccountKeys {
+                    key: "sa key".into(),
+                    public: "sa pub".into(),
+                },
+            },
+            etcd_peer_urls: vec![],
+        };
+        let err = read_controller_secrets(&data).unwrap_err();
+        assert!(err.to_string().contains("ca.crt"), "{err}");
+        write_controller_files(&data, &join).unwrap();
+        assert_eq!(read_controller_secrets(&data).unwrap(), join.secrets);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data.pki_key("etcd/ca")), 0o600);
+        assert_eq!(mode(&data.etcd_pki()), 0o700);
     }
 
     #[test]

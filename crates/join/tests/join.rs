@@ -375,3 +375,117 @@ fn rewrite(token: &Token, field: &str, value: &str) -> Token {
     wire[field] = serde_json::Value::String(value.to_string());
     Token::parse(&format!("k0x1.{}", B64URL.encode(wire.to_string()))).unwrap()
 }
+
+/// Requests a worker join with a hand-made CSR, over TLS verified against the cluster CA.
+async fn raw_worker_join(
+    api: &JoinApi,
+    authorization: Option<&str>,
+    node_name: &str,
+    csr: &str,
+) -> (u16, serde_json::Value) {
+    let tls = k0x_join::tls::verified_client_config(&api.ca.cert_pem).unwrap();
+    let transport = k0x_etcd::HttpsTransport::new(Arc::new(tls));
+    let body = serde_json::json!({"nodeName": node_name, "csr": csr}).to_string();
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    let response = transport
+        .request(
+            hyper::Method::POST,
+            &format!("{}/v1/join/worker", api.url),
+            &headers,
+            body.into_bytes(),
+        )
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&response.body).unwrap();
+    (response.status.as_u16(), json)
+}
+
+fn csr_with_subject(common_name: &str, organization: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, organization);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+#[tokio::test]
+async fn hand_made_requests_cannot_choose_their_identity() {
+    let Some(etcd) = TestEtcd::start("hand_made_requests_cannot_choose_their_identity").await
+    else {
+        return;
+    };
+    capture_logs();
+    let api = JoinApi::start(&etcd, RateLimit::default()).await;
+    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let bearer = format!("Bearer {}", token.bearer());
+
+    // A CSR asking for cluster-admin gets a node identity all the same.
+    let greedy = csr_with_subject("kubernetes-admin", "system:masters");
+    let (status, answer) = raw_worker_join(&api, Some(&bearer), "greedy", &greedy).await;
+    assert_eq!(status, 200, "{answer}");
+    let pem = answer["certificate"].as_str().unwrap();
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let cert = parsed.parse_x509().unwrap();
+    let subject = cert.subject().to_string();
+    assert!(subject.contains("CN=system:node:greedy"), "{subject}");
+    assert!(subject.contains("O=system:nodes"), "{subject}");
+    assert!(!subject.contains("system:masters"), "{subject}");
+
+    // A CSR whose signature does not verify (no proof of key possession) is refused.
+    let tampered = tamper_signature(&csr_with_subject("x", "y"));
+    let (status, answer) = raw_worker_join(&api, Some(&bearer), "tampered", &tampered).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a validly signed"),
+        "{answer}"
+    );
+    assert!(server_logged_refusal(&token.id, "not a validly signed"));
+
+    // Bad node names and missing credentials.
+    let csr = csr_with_subject("x", "y");
+    let (status, answer) = raw_worker_join(&api, Some(&bearer), "Bad_Name", &csr).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid Kubernetes node name")
+    );
+    let (status, answer) = raw_worker_join(&api, None, "anonymous", &csr).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    assert!(server_logged_refusal("-", "no valid credential"));
+}
+
+/// The same CSR with one bit of its signature flipped.
+fn tamper_signature(pem: &str) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut der = STANDARD.decode(body).unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let encoded = STANDARD.encode(der);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        lines.join("\n")
+    )
+}
