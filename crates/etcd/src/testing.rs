@@ -186,12 +186,27 @@ impl TestEtcd {
     }
 
     /// Starts a member named `name`. With `existing_cluster` (an `--initial-cluster` string from
-    /// member add) it joins that cluster; without, it forms a new single-member cluster.
+    /// member add, and the new member's peer URL) it joins that cluster; without, it forms a new
+    /// single-member cluster. A port taken by a concurrent test between probing and binding is
+    /// retried with new ports.
     pub async fn start_member(
         pki: Arc<TestPki>,
         name: &str,
         existing_cluster: Option<(&str, &str)>,
     ) -> Self {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut etcd = Self::spawn(Arc::clone(&pki), name, existing_cluster);
+            match etcd.wait_ready().await {
+                Ok(()) => return etcd,
+                Err(log) if attempt < 3 && log.contains("address already in use") => continue,
+                Err(log) => panic!("etcd {name} did not start:\n{log}"),
+            }
+        }
+    }
+
+    fn spawn(pki: Arc<TestPki>, name: &str, existing_cluster: Option<(&str, &str)>) -> Self {
         let data = tempfile::tempdir().expect("temp dir for etcd data");
         let (client_url, peer_url) = match existing_cluster {
             Some((_, peer_url)) => (
@@ -216,16 +231,14 @@ impl TestEtcd {
             initial_cluster: &initial_cluster,
             state,
         });
-        let etcd = Self {
+        Self {
             child,
             data,
             pki,
             name: name.to_string(),
             client_url,
             peer_url,
-        };
-        etcd.wait_ready().await;
-        etcd
+        }
     }
 
     /// A peer URL on a free loopback port, for a member about to be added.
@@ -258,20 +271,24 @@ impl TestEtcd {
         &self.peer_url
     }
 
-    async fn wait_ready(&self) {
+    /// Waits for etcd to answer; on failure returns the end of its log.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let client = self.client();
         let started = Instant::now();
         loop {
             let error = match client.status().await {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 Err(err) => err,
             };
-            assert!(
-                started.elapsed() < START_TIMEOUT,
-                "etcd {} did not answer within {START_TIMEOUT:?}: {error}\n{}",
-                self.name,
-                self.log_tail()
-            );
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Err(format!("etcd exited ({exit}):\n{}", self.log_tail()));
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(format!(
+                    "no answer within {START_TIMEOUT:?}: {error}\n{}",
+                    self.log_tail()
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
