@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes its clap arguments and a `run` function.
 
 pub mod completion;
+pub mod config;
 pub mod etcd;
 pub mod token;
 pub mod version;
@@ -15,6 +16,8 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish).
     Completion(completion::CompletionArgs),
+    /// Print the default cluster configuration or validate a configuration file.
+    Config(config::ConfigArgs),
     /// Create, list and invalidate join tokens (talks to the running server).
     Token(token::TokenArgs),
     /// List the controllers' etcd members, or remove one.
@@ -26,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Version(args) => version::run(global, &args),
         Command::Completion(args) => completion::run(&args),
+        Command::Config(args) => config::run(global, &args),
         Command::Token(args) => token::run(global, &args),
         Command::Etcd(args) => etcd::run(global, &args),
     }

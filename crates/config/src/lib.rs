@@ -2,6 +2,9 @@
 //!
 //! Every other crate learns where things live from [`DataDir`] and [`RunDir`], so a path is named
 //! once and `--data-dir` / `--run-dir` are honoured everywhere.
+//!
+//! [`ClusterConfig::load`] reads a configuration file and reports every problem in it, one line
+//! each, as `FILE:LINE:COL: FIELD.PATH: what is wrong (how to fix it)`.
 
 pub mod layout;
 
@@ -9,3 +12,14 @@ pub use layout::{DataDir, RunDir, pki_names};
 pub mod schema;
 
 pub use schema::ClusterConfig;
+
+mod error;
+mod k0s;
+mod load;
+mod tree;
+mod validate;
+
+pub use error::{ConfigErrors, Diagnostic, Severity};
+pub use k0s::K0S_ONLY_FIELDS;
+pub use load::{Checked, STDIN, check_file, check_yaml, source_name};
+pub use validate::{COMPONENTS, Problem, is_dns_label, is_dns_name};

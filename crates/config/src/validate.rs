@@ -1,0 +1,433 @@
+//! Checks that need the typed configuration: values that parse as their type but cannot work
+//! (overlapping CIDRs, port clashes, names that are not DNS names...), plus the typed accessors
+//! other crates use instead of re-parsing strings.
+//!
+//! The checks report field paths; the loader turns them into file positions.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::schema::{ClusterConfig, ExtraArgs, Network, Spec};
+
+/// Component names `spec.probes.timeoutSeconds` may name.
+pub const COMPONENTS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "containerd",
+    "kubelet",
+];
+
+/// Host bits the service CIDR needs at least: 16 addresses hold the network address, the
+/// apiserver's service IP (first) and the DNS service IP (tenth), with room to spare.
+const MIN_SERVICE_HOST_BITS: u8 = 4;
+/// Offset of the cluster DNS service IP in the service CIDR (kubeadm and k0s use the tenth).
+const DNS_SERVICE_OFFSET: u128 = 10;
+
+/// A semantic problem at a field path (`spec.network.podCIDR`, `spec.api.sans[1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Problem {
+    fn new(path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Every semantic problem of this configuration; empty when it is usable.
+    ///
+    /// [`ClusterConfig::load`] runs this already; call it for a configuration built in code.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        check_api(&self.spec, &mut problems);
+        check_ports(&self.spec, &mut problems);
+        check_network(&self.spec.network, &mut problems);
+        check_storage(&self.spec, &mut problems);
+        check_worker_profiles(&self.spec, &mut problems);
+        check_images(&self.spec, &mut problems);
+        check_probes(&self.spec, &mut problems);
+        check_pki(&self.spec, &mut problems);
+        problems
+    }
+}
+
+impl Network {
+    /// The pod network. Valid for a configuration that passed validation (`load`, `from_yaml`,
+    /// `default`); panics naming the field for one that did not.
+    pub fn pod_net(&self) -> IpNet {
+        parse_cidr(&self.pod_cidr).expect("spec.network.podCIDR was validated")
+    }
+
+    /// The service network. Same contract as [`Network::pod_net`].
+    pub fn service_net(&self) -> IpNet {
+        parse_cidr(&self.service_cidr).expect("spec.network.serviceCIDR was validated")
+    }
+
+    /// The `kubernetes` service IP: the first address of the service CIDR (10.96.0.1).
+    pub fn apiserver_service_ip(&self) -> IpAddr {
+        nth_address(self.service_net(), 1)
+    }
+
+    /// The cluster DNS service IP: the tenth address of the service CIDR (10.96.0.10).
+    pub fn dns_service_ip(&self) -> IpAddr {
+        nth_address(self.service_net(), DNS_SERVICE_OFFSET)
+    }
+}
+
+impl Spec {
+    /// How long to wait for `component` (`etcd`, `kube-apiserver`, ...) to become ready.
+    pub fn probe_timeout(&self, component: &str) -> Duration {
+        let seconds = self
+            .probes
+            .timeout_seconds
+            .get(component)
+            .copied()
+            .unwrap_or(self.probes.default_timeout_seconds);
+        Duration::from_secs(u64::from(seconds))
+    }
+}
+
+fn parse_cidr(text: &str) -> Option<IpNet> {
+    IpNet::from_str(text).ok().filter(|net| net.trunc() == *net)
+}
+
+fn nth_address(net: IpNet, n: u128) -> IpAddr {
+    match net {
+        IpNet::V4(v4) => {
+            let offset = u32::try_from(n).expect("offsets are small");
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4.network()) + offset))
+        }
+        IpNet::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6.network()) + n)),
+    }
+}
+
+/// A DNS name as RFC 1123 hostnames allow: dot-separated labels of letters, digits and inner
+/// hyphens, each 1-63 characters, 253 in all.
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// One DNS label (also the rule for worker profile names, which name ConfigMaps).
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+fn is_address(text: &str) -> bool {
+    text.parse::<IpAddr>().is_ok() || is_dns_name(text)
+}
+
+const ADDRESS_HINT: &str =
+    "write an IP address such as 192.168.1.10 or a DNS name such as cp.example.com";
+
+fn check_address(path: &str, value: &str, problems: &mut Vec<Problem>) {
+    if !value.is_empty() && !is_address(value) {
+        problems.push(Problem::new(
+            path,
+            format!("`{value}` is neither an IP address nor a DNS name"),
+            format!("{ADDRESS_HINT}, or leave it empty for the host's primary address"),
+        ));
+    }
+}
+
+fn check_api(spec: &Spec, problems: &mut Vec<Problem>) {
+    check_address("spec.api.address", &spec.api.address, problems);
+    for (i, san) in spec.api.sans.iter().enumerate() {
+        let name = san.strip_prefix("*.").unwrap_or(san);
+        if !is_address(name) {
+            problems.push(Problem::new(
+                format!("spec.api.sans[{i}]"),
+                format!("`{san}` is neither an IP address nor a DNS name"),
+                ADDRESS_HINT,
+            ));
+        }
+    }
+    check_extra_args("spec.api.extraArgs", &spec.api.extra_args, problems);
+    check_extra_args(
+        "spec.controllerManager.extraArgs",
+        &spec.controller_manager.extra_args,
+        problems,
+    );
+    check_extra_args(
+        "spec.scheduler.extraArgs",
+        &spec.scheduler.extra_args,
+        problems,
+    );
+}
+
+fn check_extra_args(path: &str, args: &ExtraArgs, problems: &mut Vec<Problem>) {
+    for name in args.keys() {
+        if name.is_empty() || name.starts_with('-') || name.contains(char::is_whitespace) {
+            problems.push(Problem::new(
+                format!("{path}.{name}"),
+                format!("`{name}` is not a flag name"),
+                "write the flag without leading dashes, e.g. `v: \"2\"` for --v=2",
+            ));
+        }
+    }
+}
+
+fn check_ports(spec: &Spec, problems: &mut Vec<Problem>) {
+    let ports = [
+        ("spec.api.port", spec.api.port),
+        ("spec.api.k0xApiPort", spec.api.k0x_api_port),
+        (
+            "spec.storage.etcd.clientPort",
+            spec.storage.etcd.client_port,
+        ),
+        ("spec.storage.etcd.peerPort", spec.storage.etcd.peer_port),
+    ];
+    let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+    for (path, port) in ports {
+        if port == 0 {
+            problems.push(Problem::new(
+                path,
+                "port 0 is not a usable port",
+                "use a port from 1 to 65535",
+            ));
+            continue;
+        }
+        if let Some(first) = seen.get(&port) {
+            problems.push(Problem::new(
+                path,
+                format!("port {port} is already used by {first}"),
+                "give each of api.port, api.k0xApiPort, etcd clientPort and peerPort its own port",
+            ));
+        } else {
+            seen.insert(port, path);
+        }
+    }
+}
+
+fn check_cidr(path: &str, text: &str, example: &str, problems: &mut Vec<Problem>) -> Option<IpNet> {
+    let Ok(net) = IpNet::from_str(text) else {
+        problems.push(Problem::new(
+            path,
+            format!("`{text}` is not a CIDR"),
+            format!("write an address block such as {example}"),
+        ));
+        return None;
+    };
+    if net.trunc() != net {
+        problems.push(Problem::new(
+            path,
+            format!("`{text}` has host bits set"),
+            format!("use the network address: {}", net.trunc()),
+        ));
+        return None;
+    }
+    Some(net)
+}
+
+fn check_network(network: &Network, problems: &mut Vec<Problem>) {
+    let pod = check_cidr(
+        "spec.network.podCIDR",
+        &network.pod_cidr,
+        "10.244.0.0/16",
+        problems,
+    );
+    let service = check_cidr(
+        "spec.network.serviceCIDR",
+        &network.service_cidr,
+        "10.96.0.0/12",
+        problems,
+    );
+    if let Some(service) = service {
+        let host_bits = service.max_prefix_len() - service.prefix_len();
+        if host_bits < MIN_SERVICE_HOST_BITS {
+            problems.push(Problem::new(
+                "spec.network.serviceCIDR",
+                format!(
+                    "`{service}` has no room for the DNS service IP, the tenth address of the range"
+                ),
+                format!(
+                    "use a prefix of /{} or shorter, e.g. 10.96.0.0/12",
+                    service.max_prefix_len() - MIN_SERVICE_HOST_BITS
+                ),
+            ));
+        }
+    }
+    if let (Some(pod), Some(service)) = (pod, service)
+        && (pod.contains(&service.network()) || service.contains(&pod.network()))
+    {
+        problems.push(Problem::new(
+            "spec.network.podCIDR",
+            format!("pod CIDR {pod} overlaps the service CIDR {service}"),
+            "choose non-overlapping ranges, e.g. podCIDR 10.244.0.0/16 and serviceCIDR 10.96.0.0/12",
+        ));
+    }
+    if !is_dns_name(&network.cluster_domain) {
+        problems.push(Problem::new(
+            "spec.network.clusterDomain",
+            format!("`{}` is not a DNS name", network.cluster_domain),
+            "use a domain such as cluster.local",
+        ));
+    }
+}
+
+fn check_storage(spec: &Spec, problems: &mut Vec<Problem>) {
+    check_address(
+        "spec.storage.etcd.peerAddress",
+        &spec.storage.etcd.peer_address,
+        problems,
+    );
+    check_extra_args(
+        "spec.storage.etcd.extraArgs",
+        &spec.storage.etcd.extra_args,
+        problems,
+    );
+}
+
+fn check_worker_profiles(spec: &Spec, problems: &mut Vec<Problem>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, profile) in spec.worker_profiles.iter().enumerate() {
+        let path = format!("spec.workerProfiles[{i}].name");
+        if !is_dns_label(&profile.name) || profile.name.chars().any(|c| c.is_ascii_uppercase()) {
+            problems.push(Problem::new(
+                path,
+                format!("`{}` is not a valid profile name", profile.name),
+                "use lowercase letters, digits and inner hyphens, at most 63 characters",
+            ));
+        } else if let Some(first) = seen.get(profile.name.as_str()) {
+            problems.push(Problem::new(
+                path,
+                format!(
+                    "profile `{}` is already defined at spec.workerProfiles[{first}]",
+                    profile.name
+                ),
+                "give every worker profile its own name",
+            ));
+        } else {
+            seen.insert(&profile.name, i);
+        }
+    }
+}
+
+fn check_images(spec: &Spec, problems: &mut Vec<Problem>) {
+    let images = [
+        ("spec.images.pause", &spec.images.pause),
+        ("spec.images.coredns", &spec.images.coredns),
+    ];
+    for (path, image) in images {
+        if image.is_empty() || image.contains(char::is_whitespace) {
+            problems.push(Problem::new(
+                path,
+                format!("`{image}` is not an image reference"),
+                "write a reference such as registry.k8s.io/pause:3.10",
+            ));
+        }
+    }
+}
+
+fn check_probes(spec: &Spec, problems: &mut Vec<Problem>) {
+    if spec.probes.default_timeout_seconds == 0 {
+        problems.push(Problem::new(
+            "spec.probes.defaultTimeoutSeconds",
+            "a timeout of 0 seconds never lets a component become ready",
+            "use a number of seconds greater than 0, e.g. 120",
+        ));
+    }
+    for (component, seconds) in &spec.probes.timeout_seconds {
+        let path = format!("spec.probes.timeoutSeconds.{component}");
+        if !COMPONENTS.contains(&component.as_str()) {
+            problems.push(Problem::new(
+                path,
+                format!("`{component}` is not a k0x component"),
+                format!("use one of: {}", COMPONENTS.join(", ")),
+            ));
+        } else if *seconds == 0 {
+            problems.push(Problem::new(
+                path,
+                "a timeout of 0 seconds never lets the component become ready",
+                "use a number of seconds greater than 0, e.g. 300 for slow boards",
+            ));
+        }
+    }
+}
+
+/// Leaf certificates live one year, so renewing earlier than that would renew at every start.
+const LEAF_LIFETIME_DAYS: u32 = 365;
+
+fn check_pki(spec: &Spec, problems: &mut Vec<Problem>) {
+    let days = spec.pki.renew_before_days;
+    if days == 0 || days >= LEAF_LIFETIME_DAYS {
+        problems.push(Problem::new(
+            "spec.pki.renewBeforeDays",
+            format!("{days} days does not fit the one-year lifetime of leaf certificates"),
+            format!("use 1 to {} days, e.g. 90", LEAF_LIFETIME_DAYS - 1),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_has_no_problems() {
+        assert_eq!(ClusterConfig::default().problems(), Vec::new());
+    }
+
+    #[test]
+    fn service_ips_of_the_default_network() {
+        let network = Network::default();
+        assert_eq!(network.pod_net().to_string(), "10.244.0.0/16");
+        assert_eq!(network.apiserver_service_ip().to_string(), "10.96.0.1");
+        assert_eq!(network.dns_service_ip().to_string(), "10.96.0.10");
+    }
+
+    #[test]
+    fn service_ips_of_an_ipv6_network() {
+        let network = Network {
+            service_cidr: "fd00:10:96::/108".into(),
+            ..Network::default()
+        };
+        assert_eq!(network.apiserver_service_ip().to_string(), "fd00:10:96::1");
+        assert_eq!(network.dns_service_ip().to_string(), "fd00:10:96::a");
+    }
+
+    #[test]
+    fn probe_timeout_falls_back_to_the_default() {
+        let mut spec = Spec::default();
+        spec.probes.timeout_seconds.insert("etcd".into(), 600);
+        assert_eq!(spec.probe_timeout("etcd"), Duration::from_secs(600));
+        assert_eq!(spec.probe_timeout("kubelet"), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns_name("cluster.local"));
+        assert!(is_dns_name("a-b.example.com."));
+        assert!(!is_dns_name("-a.example.com"));
+        assert!(!is_dns_name("a..b"));
+        assert!(!is_dns_name("under_score.io"));
+        assert!(!is_dns_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn smallest_service_cidr_that_holds_the_dns_ip() {
+        let mut config = ClusterConfig::default();
+        config.spec.network.service_cidr = "10.96.0.0/28".into();
+        assert!(config.problems().is_empty());
+        config.spec.network.service_cidr = "10.96.0.0/29".into();
+        assert_eq!(config.problems()[0].path, "spec.network.serviceCIDR");
+    }
+}
