@@ -41,7 +41,7 @@ pub fn verified_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, Stri
 
 /// A client configuration that accepts any server certificate. Only for `GET /v1/ca`, whose
 /// answer is compared with the token's pin: nothing secret is sent over it.
-pub fn unverified_client_config() -> rustls::ClientConfig {
+pub(crate) fn unverified_client_config() -> rustls::ClientConfig {
     client_config_builder()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
