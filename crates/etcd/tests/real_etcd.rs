@@ -217,3 +217,26 @@ async fn plain_http_and_foreign_clients_are_refused() {
     let err = client.status().await.unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_skipped() {
+    let Some(etcd) = TestEtcd::start("an_unreachable_endpoint_is_skipped").await else {
+        return;
+    };
+    let dead = format!("https://127.0.0.1:{}", k0x_etcd::testing::free_port());
+    let client = Client::new(
+        &[dead.clone(), etcd.client_url().to_string()],
+        &etcd.pki().client_tls(),
+    )
+    .unwrap();
+    client.put("/failover", b"ok", 0).await.unwrap();
+    assert_eq!(client.get("/failover").await.unwrap().unwrap().value, b"ok");
+
+    let only_dead = Client::new(&[dead.clone()], &etcd.pki().client_tls()).unwrap();
+    let err = only_dead.status().await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("etcd unreachable") && message.contains(&dead[8..]),
+        "{message}"
+    );
+}
