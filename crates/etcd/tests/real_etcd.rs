@@ -232,7 +232,7 @@ async fn an_unreachable_endpoint_is_skipped() {
     client.put("/failover", b"ok", 0).await.unwrap();
     assert_eq!(client.get("/failover").await.unwrap().unwrap().value, b"ok");
 
-    let only_dead = Client::new(&[dead.clone()], &etcd.pki().client_tls()).unwrap();
+    let only_dead = Client::new(std::slice::from_ref(&dead), &etcd.pki().client_tls()).unwrap();
     let err = only_dead.status().await.unwrap_err();
     let message = err.to_string();
     assert!(
