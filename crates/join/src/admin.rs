@@ -204,6 +204,18 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     response
 }
 
+/// Binds the admin socket at `path` with mode 0600 (root only), replacing a stale socket left by
+/// a k0x that died. The caller must hold the data-dir lock, so no live server owns the old one.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
 /// Serves token administration on `listener` until `shutdown` completes (a server with more admin
 /// endpoints routes [`TokenAdmin::handles`] paths to [`TokenAdmin::handle`] instead).
 pub async fn serve(

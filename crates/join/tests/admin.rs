@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,11 @@ async fn tokens_are_created_listed_and_invalidated_over_the_socket() {
     let ca = TestCa::new("kubernetes-ca");
     let run_dir = tempfile::tempdir().unwrap();
     let socket = run_dir.path().join("k0x.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
+    // A stale socket from a dead server is replaced; the new one is root-only.
+    drop(UnixListener::bind(&socket).unwrap());
+    let listener = admin::bind(&socket).unwrap();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
     let join_url = "https://127.0.0.1:9443".to_string();
     let token_admin = Arc::new(TokenAdmin::new(
         TokenStore::new(etcd.client()),
