@@ -34,6 +34,10 @@ pub enum JoinError {
     },
     #[error("cannot reach the join API at {url}: {cause}; check the address and that port is open")]
     Unreachable { url: String, cause: TransportError },
+    #[error(
+        "the join API at {url} failed TLS verification against the pinned CA: {cause}; its certificate must name the address in the token (spec.api.sans)"
+    )]
+    Untrusted { url: String, cause: TransportError },
     #[error("the join API at {url} refused: {message}")]
     Refused {
         url: String,
@@ -304,9 +308,15 @@ impl JoinClient {
                 body,
             )
             .await
-            .map_err(|cause| JoinError::Unreachable {
-                url: session.url.clone(),
-                cause,
+            .map_err(|cause| match cause {
+                TransportError::Tls { .. } => JoinError::Untrusted {
+                    url: session.url.clone(),
+                    cause,
+                },
+                cause => JoinError::Unreachable {
+                    url: session.url.clone(),
+                    cause,
+                },
             })?;
         if !response.status.is_success() {
             let message = serde_json::from_slice::<api::ErrorResponse>(&response.body)

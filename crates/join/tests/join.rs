@@ -256,6 +256,23 @@ async fn attacks_are_refused_clearly_and_logged() {
 }
 
 #[tokio::test]
+async fn a_serving_certificate_for_another_name_is_not_trusted() {
+    let Some(etcd) = TestEtcd::start("a_serving_certificate_for_another_name_is_not_trusted").await
+    else {
+        return;
+    };
+    let ca = TestCa::serving("kubernetes-ca", "controller.example");
+    let api = JoinApi::start_with_ca(&etcd, ca, RateLimit::default()).await;
+    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let err = JoinClient::new(token)
+        .join_worker("mismatch")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JoinError::Untrusted { .. }), "{err}");
+    assert!(err.to_string().contains("spec.api.sans"), "{err}");
+}
+
+#[tokio::test]
 async fn repeated_failures_are_rate_limited_per_source() {
     let Some(etcd) = TestEtcd::start("repeated_failures_are_rate_limited_per_source").await else {
         return;

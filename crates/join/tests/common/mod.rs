@@ -27,6 +27,11 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new(common_name: &str) -> Self {
+        Self::serving(common_name, "127.0.0.1")
+    }
+
+    /// A CA whose join API certificate names `serving_name` only.
+    pub fn serving(common_name: &str, serving_name: &str) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
@@ -38,7 +43,7 @@ impl TestCa {
         let key_pem = key.serialize_pem();
         let issuer = Issuer::new(params, key);
         let serving_key = KeyPair::generate().unwrap();
-        let mut serving = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let mut serving = CertificateParams::new(vec![serving_name.to_string()]).unwrap();
         serving
             .distinguished_name
             .push(DnType::CommonName, "k0x-join-api");
