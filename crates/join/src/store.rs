@@ -140,40 +140,18 @@ impl TokenStore {
         }
         let pin = crate::token::ca_pin(ca_pem)
             .map_err(|why| StoreError::Invalid(format!("cluster CA certificate: {why}")))?;
-        let token = Token::generate(role, urls, pin);
-        let created = unix_now();
         let never = expiry.is_zero();
-        let expires = if never {
-            0
-        } else {
-            created + expiry.as_secs().max(1)
-        };
-        let record = TokenRecord {
-            role,
-            hash: secret_hash(&token.id, token.secret()),
-            created,
-            expires,
-            uses: 0,
-            invalidated: false,
-        };
-        let lease = if never {
-            0
-        } else {
-            self.etcd
-                .lease_grant(expiry.as_secs().max(1) + GRACE.as_secs())
-                .await?
-                .id
-        };
-        let stored = self
-            .etcd
-            .put_if_absent(&token_key(&token.id), &to_json(&record), lease)
-            .await?;
-        if !stored {
-            return Err(StoreError::Invalid(format!(
-                "token id {} already exists; try again",
-                token.id
-            )));
+        let mut stored = None;
+        // Ids are random; a collision with a live token is retried with a new one.
+        for _ in 0..3 {
+            stored = self.store_new(role, expiry, &urls, &pin).await?;
+            if stored.is_some() {
+                break;
+            }
         }
+        let (token, record) = stored.ok_or_else(|| {
+            StoreError::Invalid("could not find a free token id; try again".into())
+        })?;
         let warning = never.then(|| {
             format!(
                 "token {} never expires: invalidate it with `k0x token invalidate {}` once the nodes have joined",
@@ -183,13 +161,51 @@ impl TokenStore {
         if let Some(warning) = &warning {
             tracing::warn!(token_id = %token.id, %role, "{warning}");
         } else {
-            tracing::info!(token_id = %token.id, %role, expires, "join token created");
+            tracing::info!(token_id = %token.id, %role, expires = record.expires, "join token created");
         }
         Ok(CreatedToken {
             info: info(&token.id, &record),
             token,
             warning,
         })
+    }
+
+    /// Stores a new random token; `None` if its id is taken.
+    async fn store_new(
+        &self,
+        role: Role,
+        expiry: Duration,
+        urls: &[String],
+        pin: &str,
+    ) -> Result<Option<(Token, TokenRecord)>, StoreError> {
+        let token = Token::generate(role, urls.to_vec(), pin.to_string());
+        let created = unix_now();
+        let ttl = expiry.as_secs().max(1);
+        let record = TokenRecord {
+            role,
+            hash: secret_hash(&token.id, token.secret()),
+            created,
+            expires: if expiry.is_zero() { 0 } else { created + ttl },
+            uses: 0,
+            invalidated: false,
+        };
+        let lease = if expiry.is_zero() {
+            0
+        } else {
+            self.etcd.lease_grant(ttl + GRACE.as_secs()).await?.id
+        };
+        let key = token_key(&token.id);
+        if self
+            .etcd
+            .put_if_absent(&key, &to_json(&record), lease)
+            .await?
+        {
+            return Ok(Some((token, record)));
+        }
+        if lease != 0 {
+            self.etcd.lease_revoke(lease).await.ok();
+        }
+        Ok(None)
     }
 
     /// Every token still usable (not expired, not invalidated), sorted by creation time.
