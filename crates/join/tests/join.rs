@@ -256,6 +256,26 @@ async fn attacks_are_refused_clearly_and_logged() {
 }
 
 #[tokio::test]
+async fn a_server_allowing_rekey_lets_a_reinstalled_node_rejoin() {
+    let Some(etcd) =
+        TestEtcd::start("a_server_allowing_rekey_lets_a_reinstalled_node_rejoin").await
+    else {
+        return;
+    };
+    capture_logs();
+    let ca = TestCa::new("kubernetes-ca");
+    let api = JoinApi::start_with(&etcd, ca, RateLimit::default(), true).await;
+    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let first = JoinClient::new(token.clone())
+        .join_worker("reborn")
+        .await
+        .unwrap();
+    let second = JoinClient::new(token).join_worker("reborn").await.unwrap();
+    assert_ne!(first.key_pem, second.key_pem);
+    assert!(captured_logs().contains("node re-joined with a new key"));
+}
+
+#[tokio::test]
 async fn a_serving_certificate_for_another_name_is_not_trusted() {
     let Some(etcd) = TestEtcd::start("a_serving_certificate_for_another_name_is_not_trusted").await
     else {

@@ -104,6 +104,16 @@ impl JoinApi {
     }
 
     pub async fn start_with_ca(etcd: &TestEtcd, ca: TestCa, rate_limit: RateLimit) -> Self {
+        Self::start_with(etcd, ca, rate_limit, false).await
+    }
+
+    /// Full control: `allow_node_rekey` lets reinstalled nodes re-join under their old name.
+    pub async fn start_with(
+        etcd: &TestEtcd,
+        ca: TestCa,
+        rate_limit: RateLimit,
+        allow_node_rekey: bool,
+    ) -> Self {
         let signer =
             CaSigner::from_pem(&ca.cert_pem, &ca.key_pem, Duration::from_secs(365 * 86_400))
                 .unwrap();
@@ -127,7 +137,7 @@ impl JoinApi {
                 },
             }),
             rate_limit,
-            allow_node_rekey: false,
+            allow_node_rekey,
         };
         let server = JoinServer::new(config).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
