@@ -8,6 +8,8 @@ pub mod pki;
 pub mod server;
 pub mod status;
 pub mod user;
+pub mod etcd;
+pub mod token;
 pub mod version;
 
 use clap::Subcommand;
@@ -34,6 +36,10 @@ pub enum Command {
     Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Manage the cluster PKI in the data dir.
     Pki(pki::PkiArgs),
+    /// Create, list and invalidate join tokens (talks to the running server).
+    Token(token::TokenArgs),
+    /// List the controllers' etcd members, or remove one.
+    Etcd(etcd::EtcdArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,5 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(args) => user::run(global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(global, &args),
         Command::Pki(args) => pki::run(global, &args),
+        Command::Token(args) => token::run(global, &args),
+        Command::Etcd(args) => etcd::run(global, &args),
     }
 }

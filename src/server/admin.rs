@@ -1,21 +1,20 @@
-//! The admin socket (`<run-dir>/k0x.sock`, mode 0600): how `k0x status` (and later `k0x token`)
-//! talk to the running server. HTTP/1 with JSON bodies over a unix socket: easy to debug with
+//! The admin socket (`<run-dir>/k0x.sock`, mode 0600): how `k0x status` and `k0x token` talk to
+//! the running server. HTTP/1 with JSON bodies over a unix socket: easy to debug with
 //! `curl --unix-socket`, and only root can connect.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use k0x_config::RunDir;
+use k0x_join::admin::{self, AdminClient, AdminHandler, TokenAdmin};
 use k0x_supervisor::ComponentStatus;
 use serde::{Deserialize, Serialize};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::Plan;
@@ -132,121 +131,58 @@ impl StatusSource {
     }
 }
 
-/// The listening admin socket.
+/// What the admin socket answers: status always, token administration on controllers.
 #[derive(Debug)]
-pub struct AdminServer {
-    listener: UnixListener,
-    status: Arc<StatusSource>,
+pub struct AdminRouter {
+    status: StatusSource,
+    tokens: Option<TokenAdmin>,
 }
 
-impl AdminServer {
-    /// Binds `<run-dir>/k0x.sock` with mode 0600. A leftover socket of a dead k0x is replaced (the
-    /// data-dir lock, already held, proves no other k0x serves it).
-    pub fn bind(run: &RunDir, status: StatusSource) -> anyhow::Result<Self> {
+impl AdminRouter {
+    pub fn new(status: StatusSource, tokens: Option<TokenAdmin>) -> Self {
+        Self { status, tokens }
+    }
+
+    /// Binds `<run-dir>/k0x.sock` (mode 0600) and answers on it until `shutdown` completes. A
+    /// leftover socket of a dead k0x is replaced: the data-dir lock, already held, proves no other
+    /// k0x serves it.
+    pub fn serve(
+        self,
+        run: &RunDir,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let path = run.admin_socket();
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot replace {}", path.display()));
-            }
-        }
-        let listener = UnixListener::bind(&path).with_context(|| {
-            format!(
-                "cannot listen on the admin socket {}; check --run-dir",
-                path.display()
-            )
+        let listener = admin::bind(&path).with_context(|| {
+            format!("cannot listen on the admin socket {}; check --run-dir", path.display())
         })?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {} to mode 0600", path.display()))?;
-        Ok(Self {
-            listener,
-            status: Arc::new(status),
-        })
+        Ok(tokio::spawn(admin::serve(listener, Arc::new(self), shutdown)))
     }
+}
 
-    /// Answers requests until the task is aborted.
-    pub async fn serve(self) {
-        loop {
-            let stream = match self.listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(%err, "admin socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let status = Arc::clone(&self.status);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let status = Arc::clone(&status);
-                    async move { Ok::<_, std::convert::Infallible>(route(&status, &request)) }
-                });
-                if let Err(err) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%err, "admin connection ended");
-                }
-            });
+impl AdminHandler for AdminRouter {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        match (&self.tokens, request.method()) {
+            (_, &Method::GET) if path == STATUS_PATH => {
+                let body = serde_json::to_vec(&self.status.snapshot()).unwrap_or_default();
+                admin::json_response(StatusCode::OK, body)
+            }
+            (Some(tokens), _) if TokenAdmin::handles(&path) => tokens.handle(request).await,
+            (None, _) if TokenAdmin::handles(&path) => refuse(
+                StatusCode::NOT_FOUND,
+                "tokens are issued by controllers with etcd running; this node has none".into(),
+            ),
+            (_, method) => refuse(StatusCode::NOT_FOUND, format!("no admin endpoint {method} {path}")),
         }
     }
 }
 
-fn route(status: &StatusSource, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    match (request.method(), request.uri().path()) {
-        (&Method::GET, STATUS_PATH) => json(StatusCode::OK, &status.snapshot()),
-        (method, path) => json(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "error": format!("no admin endpoint {method} {path}") }),
-        ),
-    }
-}
-
-fn json(code: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = code;
-    response
+fn refuse(code: StatusCode, error: String) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default();
+    admin::json_response(code, body)
 }
 
 /// Asks the server behind `run`'s admin socket for its status.
 pub async fn fetch_status(run: &RunDir) -> anyhow::Result<NodeStatus> {
-    let body = get(&run.admin_socket(), STATUS_PATH).await?;
-    serde_json::from_slice(&body).context("the server's status answer is not the expected JSON")
-}
-
-async fn get(socket: &Path, path: &str) -> anyhow::Result<Bytes> {
-    let stream = UnixStream::connect(socket).await.with_context(|| {
-        format!(
-            "k0x is not running here: cannot connect to {} (start it with `k0x server` or `k0x start`, \
-             or pass the server's --run-dir)",
-            socket.display()
-        )
-    })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("admin socket handshake failed")?;
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header("host", "k0x")
-        .body(Full::new(Bytes::new()))
-        .context("building the admin request")?;
-    let response = sender
-        .send_request(request)
-        .await
-        .context("admin request failed")?;
-    let code = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .context("reading the admin answer")?
-        .to_bytes();
-    anyhow::ensure!(
-        code.is_success(),
-        "the k0x server answered {code}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    Ok(body)
+    Ok(AdminClient::new(run.admin_socket()).get(STATUS_PATH).await?)
 }

@@ -6,6 +6,7 @@
 //! serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
 
 pub mod admin;
+mod join;
 mod plan;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use k0x_config::{ClusterConfig, DataDir, RunDir};
 use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub use plan::{Plan, Role};
 
@@ -68,9 +69,16 @@ async fn serve(
     }
     let mut supervisor = Supervisor::new(SupervisorConfig::new(run.clone(), lock))
         .context("cannot start the supervisor")?;
+    let (tokens, join_api) = join::controller_services(&plan)?.unzip();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
     let status = admin::StatusSource::new(&plan, supervisor.subscribe());
-    let admin = admin::AdminServer::bind(&run, status)?;
-    let admin_task = tokio::spawn(admin.serve());
+    let admin_task = admin::AdminRouter::new(status, tokens).serve(&run, stopped())?;
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -79,31 +87,40 @@ async fn serve(
         _ = terminate.recv() => None,
         _ = interrupt.recv() => None,
     };
-    match started {
+    let outcome = match started {
         Some(Ok(())) => {
             tracing::info!(
                 "all {} components ready; {} not started",
                 plan.specs.len(),
                 plan.unavailable.len()
             );
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-            }
-            supervisor.stop().await;
-            admin_task.abort();
-            Ok(())
+            serve_until_signal(join_api, stopped(), &mut terminate, &mut interrupt).await
         }
-        Some(Err(err)) => {
-            supervisor.stop().await;
-            admin_task.abort();
-            Err(err.into())
-        }
+        Some(Err(err)) => Err(err.into()),
         None => {
             tracing::info!("signal during start: stopping");
-            supervisor.stop().await;
-            admin_task.abort();
             Ok(())
         }
+    };
+    let _ = stop_tx.send(true);
+    supervisor.stop().await;
+    let _ = admin_task.await;
+    outcome
+}
+
+/// Serves the join API (on controllers) until SIGTERM or SIGINT.
+async fn serve_until_signal(
+    join_api: Option<join::JoinApi>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    terminate: &mut Signal,
+    interrupt: &mut Signal,
+) -> anyhow::Result<()> {
+    if let Some(api) = join_api {
+        api.serve(shutdown).await?;
     }
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    Ok(())
 }

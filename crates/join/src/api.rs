@@ -1,0 +1,142 @@
+//! The join API's JSON messages, shared by the server (controllers) and the client (joining nodes).
+//!
+//! Paths, all HTTPS on `spec.api.k0xApiPort` (9443):
+//! - `GET  /v1/ca` (no credential): the cluster CA PEM, checked by the client against the token pin.
+//! - `POST /v1/join/worker` [`WorkerJoinRequest`] -> [`WorkerJoinResponse`].
+//! - `POST /v1/join/controller` (empty body) -> [`ControllerJoinResponse`].
+//! - `POST /v1/etcd/members` [`EtcdMemberAddRequest`] -> [`EtcdMemberAddResponse`].
+//! - `POST /v1/etcd/members/promote` [`EtcdPromoteRequest`] -> `{}`; 409 while the learner lags.
+//!
+//! Authenticated paths take `Authorization: Bearer <id>.<secret>`. Errors are [`ErrorResponse`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const PATH_CA: &str = "/v1/ca";
+pub const PATH_JOIN_WORKER: &str = "/v1/join/worker";
+pub const PATH_JOIN_CONTROLLER: &str = "/v1/join/controller";
+pub const PATH_ETCD_MEMBERS: &str = "/v1/etcd/members";
+pub const PATH_ETCD_PROMOTE: &str = "/v1/etcd/members/promote";
+
+/// Every error answer: one line saying what went wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerJoinRequest {
+    pub node_name: String,
+    /// PKCS#10 certificate signing request, PEM. Its subject is ignored: the server issues
+    /// CN=system:node:<nodeName>, O=system:nodes.
+    pub csr: String,
+}
+
+/// What a worker needs besides its certificate; the controller fills it from its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSettings {
+    /// kube-apiserver URLs (`https://addr:6443`).
+    pub api_servers: Vec<String>,
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+    pub pod_cidr: String,
+    /// The service CIDR (the kubelet derives nothing from it, but a worker's configuration must
+    /// agree with the controllers').
+    #[serde(default)]
+    pub service_cidr: String,
+    /// Image references by role (`pause`, `coredns`, ...).
+    pub images: BTreeMap<String, String>,
+    /// Worker profile name, if the cluster uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerJoinResponse {
+    /// kubelet client certificate, PEM.
+    pub certificate: String,
+    /// Cluster CA certificate, PEM.
+    pub ca: String,
+    #[serde(flatten)]
+    pub settings: WorkerSettings,
+}
+
+/// A certificate and its private key, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertAndKey {
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for CertAndKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertAndKey")
+            .field("cert", &self.cert)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The service-account signing key pair, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccountKeys {
+    pub key: String,
+    #[serde(rename = "pub")]
+    pub public: String,
+}
+
+impl std::fmt::Debug for ServiceAccountKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountKeys")
+            .field("key", &"<redacted>")
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+/// The shared secrets of the control plane, given to a joining controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerSecrets {
+    pub ca: CertAndKey,
+    pub etcd_ca: CertAndKey,
+    pub front_proxy_ca: CertAndKey,
+    pub sa: ServiceAccountKeys,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerJoinResponse {
+    #[serde(flatten)]
+    pub secrets: ControllerSecrets,
+    /// Peer URLs of the current etcd members.
+    pub etcd_peer_urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMemberAddRequest {
+    /// The new member's etcd name (its node name).
+    pub name: String,
+    /// The new member's peer URL (`https://addr:2380`).
+    pub peer_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMemberAddResponse {
+    /// Member id, decimal (64-bit ids do not survive JSON numbers in every client).
+    pub member_id: String,
+    /// `--initial-cluster` to start the learner with (`--initial-cluster-state existing`).
+    pub initial_cluster: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdPromoteRequest {
+    pub member_id: String,
+}

@@ -1,0 +1,524 @@
+//! The join API server every controller runs on `spec.api.k0xApiPort` (see [`crate::api`]).
+//!
+//! Each authenticated request is checked against the token store in etcd, so a token created on
+//! one controller works on all of them. Failures are answered with one clear line, logged with
+//! the source address and token id (never the secret), and drain the source's rate-limit bucket.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use k0x_etcd::Client;
+use k0x_etcd::members::{self, Retry};
+use rcgen::{CertificateSigningRequestParams, PublicKeyData};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::{self, ControllerSecrets, WorkerSettings};
+use crate::ratelimit::{FailureLimiter, RateLimit};
+use crate::signer::{ClientSubject, CsrSigner};
+use crate::store::{AuthError, NodeError, NodeRegistry, TokenStore};
+use crate::token::Role;
+
+/// Largest request body accepted (a CSR is about 1 KiB).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Time a client gets for the TLS handshake and for sending its request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one promote request waits for the learner before answering 409.
+const PROMOTE_WAIT: Retry = Retry {
+    attempts: 10,
+    interval: Duration::from_millis(500),
+};
+/// How long one member-add request waits for etcd to settle from an earlier change.
+const ADD_WAIT: Retry = Retry {
+    attempts: 30,
+    interval: Duration::from_millis(500),
+};
+
+/// Everything the join server needs; the controller builds it from its config and PKI.
+pub struct JoinServerConfig {
+    /// Client of the cluster's etcd (tokens, node records, membership).
+    pub etcd: Client,
+    /// Signs worker CSRs with the cluster CA.
+    pub signer: Arc<dyn CsrSigner>,
+    /// Cluster CA certificate, PEM (served on `/v1/ca`, pinned by tokens).
+    pub ca_pem: String,
+    /// The join API's serving certificate (signed by the cluster CA, SANs = the token URLs' hosts).
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    /// What workers are told about the cluster.
+    pub worker: WorkerSettings,
+    /// Control-plane secrets for joining controllers; `None` refuses controller joins.
+    pub controller: Option<ControllerSecrets>,
+    pub rate_limit: RateLimit,
+    /// Lets a node name that joined before re-join with a new key (reinstalled machines).
+    pub allow_node_rekey: bool,
+}
+
+impl std::fmt::Debug for JoinServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinServerConfig")
+            .field("worker", &self.worker)
+            .field("rate_limit", &self.rate_limit)
+            .field("allow_node_rekey", &self.allow_node_rekey)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The join API server.
+pub struct JoinServer {
+    state: Arc<State>,
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for JoinServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinServer")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    config: JoinServerConfig,
+    tokens: TokenStore,
+    nodes: NodeRegistry,
+    limiter: FailureLimiter,
+}
+
+impl JoinServer {
+    /// Checks the TLS material; nothing is bound yet.
+    pub fn new(config: JoinServerConfig) -> Result<Self, String> {
+        let tls = crate::tls::server_config(&config.serving_cert_pem, &config.serving_key_pem)?;
+        crate::token::ca_pin(&config.ca_pem).map_err(|e| format!("cluster CA certificate: {e}"))?;
+        Ok(Self {
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            state: Arc::new(State {
+                tokens: TokenStore::new(config.etcd.clone()),
+                nodes: NodeRegistry::new(config.etcd.clone()),
+                limiter: FailureLimiter::new(config.rate_limit),
+                config,
+            }),
+        })
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes. Connections in flight
+    /// finish on their own.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "join API accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let acceptor = self.acceptor.clone();
+            let state = Arc::clone(&self.state);
+            tokio::spawn(serve_connection(acceptor, state, tcp, peer));
+        }
+    }
+}
+
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::debug!(source = %peer, %err, "join API TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(source = %peer, "join API TLS handshake timed out");
+            return;
+        }
+    };
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(route(&state, peer.ip(), request).await) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(err) = served {
+        tracing::debug!(source = %peer, %err, "join API connection ended");
+    }
+}
+
+/// A refused request: the answer for the client and what the log says.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    token_id: Option<String>,
+    /// Counts against the source's rate limit.
+    failed_auth: bool,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            token_id: None,
+            failed_auth: false,
+        }
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(err: AuthError) -> Self {
+        let status = match &err {
+            AuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::WrongRole { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Self {
+            status,
+            token_id: err.token_id().map(str::to_string),
+            failed_auth: !matches!(err, AuthError::Store(_)),
+            message: err.to_string(),
+        }
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+async fn route(state: &State, source: IpAddr, request: Request<Incoming>) -> HttpResponse {
+    let endpoint = request.uri().path().to_string();
+    let result = match (request.method(), endpoint.as_str()) {
+        (&Method::GET, api::PATH_CA) => Ok(pem_response(&state.config.ca_pem)),
+        (&Method::POST, api::PATH_JOIN_WORKER) => join_worker(state, source, request).await,
+        (&Method::POST, api::PATH_JOIN_CONTROLLER) => join_controller(state, source, request).await,
+        (&Method::POST, api::PATH_ETCD_MEMBERS) => add_etcd_member(state, source, request).await,
+        (&Method::POST, api::PATH_ETCD_PROMOTE) => {
+            promote_etcd_member(state, source, request).await
+        }
+        _ => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no join API endpoint {} {endpoint}", request.method()),
+        )),
+    };
+    result.unwrap_or_else(|refusal| refuse(state, source, &endpoint, refusal))
+}
+
+fn refuse(state: &State, source: IpAddr, endpoint: &str, refusal: Refusal) -> HttpResponse {
+    if refusal.failed_auth {
+        state.limiter.record_failure(source);
+    }
+    tracing::warn!(
+        %source,
+        endpoint,
+        token_id = %refusal.token_id.as_deref().unwrap_or("-"),
+        status = refusal.status.as_u16(),
+        reason = %refusal.message,
+        "join refused"
+    );
+    json_response(
+        refusal.status,
+        &api::ErrorResponse {
+            error: refusal.message,
+        },
+    )
+}
+
+/// Checks the rate limit and the bearer credential for a join as `role`; returns the token id.
+async fn authenticate(
+    state: &State,
+    source: IpAddr,
+    request: &Request<Incoming>,
+    role: Role,
+) -> Result<String, Refusal> {
+    if !state.limiter.allows(source) {
+        return Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many failed join attempts from {source}: wait a minute, then retry with a valid token"
+            ),
+        ));
+    }
+    let credential = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AuthError::Malformed)?;
+    state.tokens.validate(credential, role).await?;
+    let id = credential.split_once('.').map_or("", |(id, _)| id);
+    Ok(id.to_string())
+}
+
+async fn read_json<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, Refusal> {
+    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("request body unreadable: {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("request body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+async fn join_worker(
+    state: &State,
+    source: IpAddr,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Refusal> {
+    let token_id = authenticate(state, source, &request, Role::Worker).await?;
+    let with_id = |mut refusal: Refusal| {
+        refusal.token_id = Some(token_id.clone());
+        refusal
+    };
+    let join: api::WorkerJoinRequest = read_json(request).await.map_err(with_id)?;
+    let certificate = issue_kubelet_certificate(state, &join)
+        .await
+        .map_err(with_id)?;
+    tracing::info!(%source, %token_id, node = %join.node_name, "worker joined");
+    Ok(json_response(
+        StatusCode::OK,
+        &api::WorkerJoinResponse {
+            certificate,
+            ca: state.config.ca_pem.clone(),
+            settings: state.config.worker.clone(),
+        },
+    ))
+}
+
+/// Verifies the CSR, claims the node name for its key, signs, and checks what was signed.
+async fn issue_kubelet_certificate(
+    state: &State,
+    join: &api::WorkerJoinRequest,
+) -> Result<String, Refusal> {
+    validate_node_name(&join.node_name)
+        .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
+    let csr = CertificateSigningRequestParams::from_pem(&join.csr).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("the CSR is not a validly signed PKCS#10 request: {e}"),
+        )
+    })?;
+    let spki = csr.public_key.subject_public_key_info();
+    let key_sha256 = hex::encode(Sha256::digest(&spki));
+    state
+        .nodes
+        .claim(&join.node_name, &key_sha256, state.config.allow_node_rekey)
+        .await
+        .map_err(|err| match err {
+            NodeError::KeyMismatch(_) => Refusal::new(StatusCode::CONFLICT, err.to_string()),
+            NodeError::Store(e) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
+    let subject = ClientSubject::kubelet(&join.node_name);
+    let internal = |why: String| {
+        tracing::error!(
+            node = join.node_name,
+            why,
+            "signing a kubelet certificate failed"
+        );
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the controller could not sign the certificate; see its log",
+        )
+    };
+    let certificate = state
+        .config
+        .signer
+        .sign_client_csr(&join.csr, &subject)
+        .map_err(internal)?;
+    check_issued(&certificate, &subject, &spki).map_err(internal)?;
+    Ok(certificate)
+}
+
+/// Defence in depth: the signed certificate carries exactly the subject and key we meant.
+fn check_issued(cert_pem: &str, subject: &ClientSubject, spki: &[u8]) -> Result<(), String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| format!("signer returned no PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("signer returned an unparsable certificate: {e}"))?;
+    let names = |attrs: Vec<&x509_parser::x509::AttributeTypeAndValue<'_>>| -> Vec<String> {
+        attrs
+            .into_iter()
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect()
+    };
+    let cn = names(cert.subject().iter_common_name().collect());
+    let orgs = names(cert.subject().iter_organization().collect());
+    if cn != [subject.common_name.clone()] || orgs != subject.organizations {
+        return Err(format!(
+            "signer issued subject CN={cn:?} O={orgs:?}, not {subject:?}"
+        ));
+    }
+    if cert.public_key().raw != spki {
+        return Err("signer issued a certificate for another public key".into());
+    }
+    Ok(())
+}
+
+/// Node names are Kubernetes object names: RFC 1123 subdomains.
+fn validate_node_name(name: &str) -> Result<(), String> {
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty()
+        || name.len() > 253
+        || !name.chars().all(valid_char)
+        || !alnum(name.chars().next())
+        || !alnum(name.chars().last())
+    {
+        return Err(format!(
+            "node name {name:?} is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253): set --node-name or the hostname"
+        ));
+    }
+    Ok(())
+}
+
+async fn join_controller(
+    state: &State,
+    source: IpAddr,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Refusal> {
+    let token_id = authenticate(state, source, &request, Role::Controller).await?;
+    let secrets = state.config.controller.clone().ok_or_else(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this controller does not hand out control-plane secrets: join through another controller",
+        )
+    })?;
+    let members = state
+        .config
+        .etcd
+        .member_list()
+        .await
+        .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, format!("etcd: {e}")))?;
+    tracing::info!(%source, %token_id, "controller secrets handed out");
+    Ok(json_response(
+        StatusCode::OK,
+        &api::ControllerJoinResponse {
+            secrets,
+            etcd_peer_urls: members.into_iter().flat_map(|m| m.peer_urls).collect(),
+        },
+    ))
+}
+
+async fn add_etcd_member(
+    state: &State,
+    source: IpAddr,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Refusal> {
+    let token_id = authenticate(state, source, &request, Role::Controller).await?;
+    let add: api::EtcdMemberAddRequest = read_json(request).await?;
+    if !add.peer_url.starts_with("https://") || add.name.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "etcd member needs a name and an https:// peer URL",
+        ));
+    }
+    let added = members::add_learner(&state.config.etcd, &add.name, &add.peer_url, ADD_WAIT)
+        .await
+        .map_err(|e| etcd_refusal(&e))?;
+    tracing::info!(%source, %token_id, name = %add.name, peer_url = %add.peer_url, "etcd learner added");
+    Ok(json_response(
+        StatusCode::OK,
+        &api::EtcdMemberAddResponse {
+            member_id: added.member_id.to_string(),
+            initial_cluster: added.initial_cluster,
+        },
+    ))
+}
+
+async fn promote_etcd_member(
+    state: &State,
+    source: IpAddr,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, Refusal> {
+    let token_id = authenticate(state, source, &request, Role::Controller).await?;
+    let promote: api::EtcdPromoteRequest = read_json(request).await?;
+    let member_id: u64 = promote.member_id.parse().map_err(|_| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "memberId must be a decimal etcd member id",
+        )
+    })?;
+    members::promote_when_caught_up(&state.config.etcd, member_id, PROMOTE_WAIT)
+        .await
+        .map_err(|e| etcd_refusal(&e))?;
+    tracing::info!(%source, %token_id, member_id, "etcd learner promoted");
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
+/// Transient etcd states become 409 (the client retries); anything else is a gateway error.
+fn etcd_refusal(err: &k0x_etcd::EtcdError) -> Refusal {
+    if members::is_not_ready(err) {
+        Refusal::new(
+            StatusCode::CONFLICT,
+            format!("etcd is not ready yet: {err}"),
+        )
+    } else {
+        Refusal::new(StatusCode::BAD_GATEWAY, format!("etcd refused: {err}"))
+    }
+}
+
+fn pem_response(pem: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(pem.to_string())));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/x-pem-file".parse().expect("static header"),
+    );
+    response
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).expect("responses serialize"),
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("static header"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_follow_kubernetes_rules() {
+        assert!(validate_node_name("worker-1.example").is_ok());
+        for bad in ["", "Worker", "-a", "a-", "a_b", &"a".repeat(254)] {
+            assert!(validate_node_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

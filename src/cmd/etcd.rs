@@ -1,0 +1,145 @@
+//! `k0x etcd member-list|leave`: the etcd cluster of the controllers, seen and changed through
+//! the local etcd with k0x's own etcd client certificate.
+
+use clap::{Args, Subcommand};
+use k0x_config::{DataDir, pki_names};
+use k0x_etcd::members::{self, Retry};
+use k0x_etcd::{Client, ClientTls, Member};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// Client URL of the local etcd member.
+    #[arg(long, global = true, default_value = "https://127.0.0.1:2379")]
+    endpoint: String,
+    #[command(subcommand)]
+    command: EtcdCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum EtcdCommand {
+    /// List the etcd members (voting and learners).
+    MemberList {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Remove a member from the etcd cluster: this controller's own (the one answering on
+    /// --endpoint) unless --peer-url names another. Stop the controller afterwards.
+    Leave {
+        /// Peer URL of the member to remove (`https://addr:2380`).
+        #[arg(long)]
+        peer_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberView {
+    id: String,
+    name: String,
+    peer_urls: Vec<String>,
+    client_urls: Vec<String>,
+    is_learner: bool,
+}
+
+impl From<&Member> for MemberView {
+    fn from(member: &Member) -> Self {
+        Self {
+            id: format!("{:x}", member.id),
+            name: member.name.clone(),
+            peer_urls: member.peer_urls.clone(),
+            client_urls: member.client_urls.clone(),
+            is_learner: member.is_learner,
+        }
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
+    let client = local_client(&global.data_dir(), &args.endpoint)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match &args.command {
+            EtcdCommand::MemberList { output } => member_list(&client, *output).await,
+            EtcdCommand::Leave { peer_url } => leave(&client, peer_url.as_deref()).await,
+        }
+    })
+}
+
+fn local_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
+    let tls = ClientTls::from_files(
+        &data.pki_cert(pki_names::ETCD_CA),
+        &data.pki_cert(pki_names::ETCD_K0X_CLIENT),
+        &data.pki_key(pki_names::ETCD_K0X_CLIENT),
+    )?;
+    Ok(Client::new(&[endpoint.to_string()], &tls)?)
+}
+
+#[allow(clippy::print_stdout)]
+async fn member_list(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
+    let members = client.member_list().await?;
+    let views: Vec<MemberView> = members.iter().map(MemberView::from).collect();
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&views)?),
+        OutputFormat::Text => {
+            println!("{:<17} {:<20} {:<8} PEER URLS", "ID", "NAME", "ROLE");
+            for member in &views {
+                let role = if member.is_learner {
+                    "learner"
+                } else {
+                    "voter"
+                };
+                let name = if member.name.is_empty() {
+                    "(not started)"
+                } else {
+                    &member.name
+                };
+                println!(
+                    "{:<17} {:<20} {:<8} {}",
+                    member.id,
+                    name,
+                    role,
+                    member.peer_urls.join(",")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn leave(client: &Client, peer_url: Option<&str>) -> anyhow::Result<()> {
+    let members = client.member_list().await?;
+    let target = match peer_url {
+        Some(url) => members
+            .iter()
+            .find(|m| m.peer_urls.iter().any(|u| u == url))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--peer-url {url}: no etcd member has this peer URL; see `k0x etcd member-list`"
+                )
+            })?,
+        None => {
+            let own = client.status().await?.member_id;
+            members
+                .iter()
+                .find(|m| m.id == own)
+                .ok_or_else(|| anyhow::anyhow!("the local etcd member is not in the member list"))?
+        }
+    };
+    let voters = members.iter().filter(|m| !m.is_learner).count();
+    if !target.is_learner && voters <= 1 {
+        anyhow::bail!(
+            "etcd member {} is the only voting member: removing it would destroy the cluster; add another controller first",
+            target.name
+        );
+    }
+    members::remove_member(client, target.id, Retry::default()).await?;
+    println!("removed etcd member {} ({:x})", target.name, target.id);
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! A worker's first start: join the cluster with a token (once), then turn what the controller
+//! sent into the files the worker components read. Later starts reuse the stored material, so a
+//! restarted worker needs no valid token.
+
+use anyhow::Context;
+use k0x_config::{ClusterConfig, DataDir, pki_names};
+use k0x_join::api::WorkerSettings;
+use k0x_join::material::{self, WorkerFiles};
+use k0x_join::{JoinClient, Token};
+
+/// Joins with `token` unless this data dir already holds a join's material; returns the cluster
+/// settings and writes the kubelet's kubeconfig.
+pub fn ensure_joined(
+    data: &DataDir,
+    token: Option<Token>,
+    node_name: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<WorkerSettings> {
+    let files = WorkerFiles::in_data_dir(data);
+    let joined = [&files.ca_cert, &files.client_cert, &files.client_key, &files.settings]
+        .iter()
+        .all(|path| path.is_file());
+    if !joined {
+        let token = token.ok_or(k0x_join::token::LoadError::Missing)?;
+        let join = runtime
+            .block_on(JoinClient::new(token).join_worker(node_name))
+            .context("joining the cluster failed")?;
+        material::write_worker_files(data, &join)
+            .with_context(|| format!("cannot store the join result in {}", data.root().display()))?;
+        tracing::info!(node = node_name, "joined the cluster");
+    }
+    let settings = files
+        .read_settings()
+        .with_context(|| format!("cannot read {}; remove the data dir and join again", files.settings.display()))?;
+    write_kubelet_kubeconfig(data, &files, &settings, node_name)?;
+    Ok(settings)
+}
+
+/// The worker's view of the cluster configuration: its own file, with the network and images the
+/// controller sent (they must agree cluster-wide).
+pub fn apply_settings(mut config: ClusterConfig, settings: &WorkerSettings) -> ClusterConfig {
+    let network = &mut config.spec.network;
+    network.pod_cidr.clone_from(&settings.pod_cidr);
+    network.cluster_domain.clone_from(&settings.cluster_domain);
+    if !settings.service_cidr.is_empty() {
+        network.service_cidr.clone_from(&settings.service_cidr);
+    }
+    if let Some(pause) = settings.images.get("pause") {
+        config.spec.images.pause.clone_from(pause);
+    }
+    config
+}
+
+fn write_kubelet_kubeconfig(
+    data: &DataDir,
+    files: &WorkerFiles,
+    settings: &WorkerSettings,
+    node_name: &str,
+) -> anyhow::Result<()> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let server = settings
+        .api_servers
+        .first()
+        .context("the controller sent no API server address; join again with a new token")?;
+    let kubeconfig = k0x_pki::Kubeconfig {
+        cluster_name: "k0x".to_owned(),
+        server: server.clone(),
+        ca_pem: read(&files.ca_cert)?,
+        user_name: format!("system:node:{node_name}"),
+        client_cert_pem: read(&files.client_cert)?,
+        client_key_pem: read(&files.client_key)?,
+    };
+    let path = data.kubeconfig(pki_names::KUBELET);
+    k0x_pki::write_atomic(&path, kubeconfig.render().as_bytes(), 0o600)?;
+    Ok(())
+}
