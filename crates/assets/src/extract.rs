@@ -516,3 +516,142 @@ impl Meter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Our own checks, independent of zstd's frame checksum: payloads are built here with a
+    //! manifest or trailer that lies, which zstd cannot notice.
+    use super::*;
+    use crate::manifest::PayloadFile;
+
+    fn payload_bytes(files: &[(&str, &[u8])], lie_about: Option<&str>) -> Vec<u8> {
+        let manifest = PayloadManifest {
+            format: 1,
+            arch: HOST_ARCH.into(),
+            mode: "from-system".into(),
+            created: String::new(),
+            files: files
+                .iter()
+                .map(|(name, bytes)| PayloadFile {
+                    name: (*name).into(),
+                    version: "1".into(),
+                    lock_version: "1".into(),
+                    sha256: if lie_about == Some(*name) {
+                        "0".repeat(64)
+                    } else {
+                        hex::encode(Sha256::digest(bytes))
+                    },
+                    size: bytes.len() as u64,
+                    source: "test".into(),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut append = |name: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            builder.append_data(&mut header, name, bytes).unwrap();
+        };
+        append(crate::manifest::PAYLOAD_MANIFEST_NAME, &json);
+        for (name, bytes) in files {
+            append(name, bytes);
+        }
+        zstd::encode_all(&builder.into_inner().unwrap()[..], 3).unwrap()
+    }
+
+    fn attach_to_stub(dir: &Path, payload: &[u8]) -> PathBuf {
+        let (stub, bare, out) = (dir.join("stub"), dir.join("p.tar.zst"), dir.join("k0x"));
+        fs::write(&stub, b"\x7fELF not really").unwrap();
+        fs::write(&bare, payload).unwrap();
+        crate::payload::attach(&stub, &bare, &out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_file_not_matching_its_manifest_digest_is_never_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let good = attach_to_stub(
+            dir.path(),
+            &payload_bytes(&[("a", b"one"), ("b", b"two")], None),
+        );
+        extract(&Payload::open(&good).unwrap(), &data, Progress::Silent).unwrap();
+        fs::remove_file(data.bin().join("b")).unwrap();
+
+        let lying = payload_bytes(&[("a", b"one"), ("b", b"TWO")], Some("b"));
+        let bare = dir.path().join("lying.tar.zst");
+        fs::write(&bare, lying).unwrap();
+        let err = extract(&Payload::open(&bare).unwrap(), &data, Progress::Silent).unwrap_err();
+        assert!(
+            err.to_string().contains("b does not match the sha256"),
+            "{err}"
+        );
+        assert!(!data.bin().join("b").exists());
+        assert_eq!(fs::read(data.bin().join("a")).unwrap(), b"one");
+    }
+
+    #[test]
+    fn a_payload_not_matching_the_trailer_digest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let binary = attach_to_stub(dir.path(), &payload_bytes(&[("a", b"one")], None));
+        let mut bytes = fs::read(&binary).unwrap();
+        let digest_at = bytes.len() - TRAILER_LEN_USIZE + 16;
+        bytes[digest_at] ^= 1;
+        fs::write(&binary, bytes).unwrap();
+        let err = extract(&Payload::open(&binary).unwrap(), &data, Progress::Silent).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match the trailer"),
+            "{err}"
+        );
+        assert!(!data.bin().join("a").exists());
+    }
+
+    #[test]
+    fn a_manifest_not_matching_the_trailer_is_refused_even_on_a_warm_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let binary = attach_to_stub(dir.path(), &payload_bytes(&[("a", b"one")], None));
+        extract(&Payload::open(&binary).unwrap(), &data, Progress::Silent).unwrap();
+        let mut bytes = fs::read(&binary).unwrap();
+        let manifest_digest_at = bytes.len() - TRAILER_LEN_USIZE + 48;
+        bytes[manifest_digest_at] ^= 1;
+        fs::write(&binary, bytes).unwrap();
+        let err = extract(&Payload::open(&binary).unwrap(), &data, Progress::Silent).unwrap_err();
+        assert!(err.to_string().contains("manifest does not match"), "{err}");
+    }
+
+    #[test]
+    fn entries_the_manifest_does_not_list_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let bare = dir.path().join("extra.tar.zst");
+        let mut with_extra = payload_bytes(&[("a", b"one")], None);
+        // Re-pack: manifest lists only "a", the archive also holds "../evil".
+        let raw = zstd::decode_all(&with_extra[..]).unwrap();
+        let mut archive = tar::Archive::new(&raw[..]);
+        let mut repacked = tar::Builder::new(Vec::new());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut header = entry.header().clone();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            repacked.append(&header, &body[..]).unwrap();
+            if entry.path().unwrap().to_string_lossy() == "a" {
+                header.set_path("evil").unwrap();
+                header.set_cksum();
+                repacked.append(&header, &body[..]).unwrap();
+            }
+        }
+        with_extra = zstd::encode_all(&repacked.into_inner().unwrap()[..], 3).unwrap();
+        fs::write(&bare, with_extra).unwrap();
+        let err = extract(&Payload::open(&bare).unwrap(), &data, Progress::Silent).unwrap_err();
+        assert!(err.to_string().contains("does not list"), "{err}");
+        assert!(!data.bin().join("a").exists() && !data.bin().join("evil").exists());
+    }
+
+    const TRAILER_LEN_USIZE: usize = crate::payload::TRAILER_LEN as usize;
+}
