@@ -13,6 +13,7 @@ packages=(
   systemd                          # systemd-analyze verify for the unit templates
   build-essential pkg-config git   # crates that compile C (zstd-sys, ring)
   procps psmisc util-linux         # ps, pkill, findmnt in tests
+  time                             # /usr/bin/time: peak RSS in scripts/bench-assets.sh
   ca-certificates
 )
 

@@ -115,7 +115,7 @@ pub fn extract(payload: &Payload, data: &DataDir, progress: Progress) -> Result<
             .filter_map(|name| manifest.file(name))
             .map(|file| file.size)
             .sum();
-        let staging = Staging::create(&bin, needed)?;
+        let mut staging = Staging::create(&bin, needed)?;
         let mut meter = Meter::new(progress, needed);
         for entry in &mut entries {
             let mut entry = entry.map_err(|e| payload_read_error(payload, &e))?;
@@ -129,6 +129,7 @@ pub fn extract(payload: &Payload, data: &DataDir, progress: Progress) -> Result<
         }
         meter.finish();
         stream.finish()?;
+        staging.sync_all()?;
         for name in &plan.to_extract {
             let file = manifest
                 .file(name)
@@ -365,6 +366,8 @@ fn listed_file<'m, R: Read>(
 struct Staging {
     dir: PathBuf,
     needed_mib: u64,
+    /// Staged files, fsync'd together once the whole payload has been verified.
+    written: Vec<File>,
 }
 
 impl Staging {
@@ -373,6 +376,7 @@ impl Staging {
         let staging = Self {
             dir,
             needed_mib: needed.div_ceil(1 << 20),
+            written: Vec::new(),
         };
         fs::DirBuilder::new()
             .mode(0o700)
@@ -394,7 +398,7 @@ impl Staging {
 
     /// Streams `entry` into the staging dir, hashing as it goes; fsyncs, then checks the digest.
     fn write_verified(
-        &self,
+        &mut self,
         entry: &mut impl Read,
         file: &PayloadFile,
         payload: &Payload,
@@ -421,7 +425,8 @@ impl Staging {
             out.write_all(&buf[..n]).map_err(|e| self.write_error(e))?;
             meter.advance(n as u64);
         }
-        out.sync_all().map_err(|e| self.write_error(e))?;
+        start_writeback(&out);
+        self.written.push(out);
         if hex::encode(hasher.finalize()) != file.sha256 {
             return Err(AssetsError::corrupt(
                 payload.path(),
@@ -429,6 +434,15 @@ impl Staging {
             ));
         }
         meter.file_done(&file.name, file.size);
+        Ok(())
+    }
+
+    /// Makes every staged file durable before any of them is renamed into place. Their
+    /// writeback started as each was written, so this mostly waits for what is still in flight.
+    fn sync_all(&mut self) -> Result<()> {
+        for file in std::mem::take(&mut self.written) {
+            file.sync_all().map_err(|e| self.write_error(e))?;
+        }
         Ok(())
     }
 
@@ -448,6 +462,17 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Asks the kernel to start writing `file` back now, so the fsync before the renames finds most
+/// of the data already on disk while decompression carried on.
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is owned by `file`,
+    // which outlives the call. A failure is harmless: the later fsync does the work instead.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 

@@ -25,6 +25,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -204,7 +205,7 @@ pub fn own_executable() -> PathBuf {
 }
 
 /// The payload bytes, hashed as they are read so the payload digest costs no second pass.
-pub(crate) struct HashingReader {
+struct HashingReader {
     inner: io::Take<File>,
     hasher: Sha256,
     read: u64,
@@ -219,12 +220,20 @@ impl Read for HashingReader {
     }
 }
 
-pub(crate) type Decoder = zstd::stream::read::Decoder<'static, BufReader<HashingReader>>;
+/// Decompressed bytes travel between threads in chunks of this size...
+const CHUNK: usize = 256 << 10;
+/// ...with at most this many in flight, bounding the memory the pipeline adds to 1 MiB.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// A payload opened for streaming: file range -> digest -> zstd -> tar.
+type Chunk = io::Result<Vec<u8>>;
+
+/// A payload opened for streaming. One thread reads the file range, hashes it and decompresses;
+/// the caller's thread parses tar, hashes and writes files. The two halves cost about the same,
+/// so the pipeline runs at the speed of `zstd -dc | tar -x`, which is the same split.
 pub(crate) struct PayloadStream<'p> {
-    pub archive: tar::Archive<Decoder>,
+    pub archive: tar::Archive<ChunkReader>,
     payload: &'p Payload,
+    decoder: std::thread::JoinHandle<Result<()>>,
 }
 
 impl<'p> PayloadStream<'p> {
@@ -244,41 +253,132 @@ impl<'p> PayloadStream<'p> {
             hasher: Sha256::new(),
             read: 0,
         };
-        let decoder =
-            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 17, reader))
-                .map_err(|e| AssetsError::io("cannot start decompressing", path, e))?;
+        let (chunks, receiver) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+        let owned = payload.clone();
+        let decoder = std::thread::Builder::new()
+            .name("k0x-payload-decode".into())
+            .spawn(move || decode(&owned, reader, &chunks, &recycled))
+            .map_err(|e| AssetsError::io("cannot start decompressing", path, e))?;
+        let reader = ChunkReader {
+            chunks: receiver,
+            recycle,
+            current: Vec::new(),
+            position: 0,
+        };
         Ok(Self {
-            archive: tar::Archive::new(decoder),
+            archive: tar::Archive::new(reader),
             payload,
+            decoder,
         })
     }
 
-    /// Reads what is left (tar padding, the zstd epilogue, any trailing bytes), then checks the
-    /// payload's length and digest. Call after the last entry.
+    /// Reads what is left (tar padding, the zstd epilogue, any trailing bytes); the decoding
+    /// thread then checks the payload's length and digest. Call after the last entry.
     pub fn finish(self) -> Result<()> {
-        let payload = self.payload;
-        let mut decoder = self.archive.into_inner();
-        io::copy(&mut decoder, &mut io::sink()).map_err(|e| payload_read_error(payload, &e))?;
-        let mut raw = decoder.finish().into_inner();
-        io::copy(&mut raw, &mut io::sink()).map_err(|e| payload_read_error(payload, &e))?;
-        if let Some(expected) = payload.length
-            && raw.read != expected
-        {
-            return Err(AssetsError::corrupt(
-                &payload.path,
-                format!("it ends after {} of {expected} bytes (truncated)", raw.read),
-            ));
+        let mut rest = self.archive.into_inner();
+        let drained = io::copy(&mut rest, &mut io::sink());
+        let decoded = self.decoder.join().unwrap_or_else(|_| {
+            Err(AssetsError::corrupt(
+                &self.payload.path,
+                "the decompressing thread panicked",
+            ))
+        });
+        decoded?;
+        drained.map_err(|e| payload_read_error(self.payload, &e))?;
+        Ok(())
+    }
+}
+
+/// The decoding thread: decompress into chunks until the end, then verify length and digest.
+/// Stops quietly when the reader is dropped (a warm start needs only the manifest).
+fn decode(
+    payload: &Payload,
+    reader: HashingReader,
+    chunks: &mpsc::SyncSender<Chunk>,
+    recycled: &mpsc::Receiver<Vec<u8>>,
+) -> Result<()> {
+    let fail = |err: io::Error| {
+        let forwarded = io::Error::new(err.kind(), err.to_string());
+        let _ = chunks.send(Err(forwarded));
+        payload_read_error(payload, &err)
+    };
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 17, reader))
+            .map_err(fail)?;
+    loop {
+        let mut chunk = recycled.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        chunk.resize(CHUNK, 0);
+        let filled = fill(&mut decoder, &mut chunk).map_err(fail)?;
+        if filled == 0 {
+            break;
         }
-        if let Some(expected) = payload.sha256 {
-            let actual: [u8; 32] = raw.hasher.finalize().into();
-            if actual != expected {
-                return Err(AssetsError::corrupt(
-                    &payload.path,
-                    "its sha256 does not match the trailer (corrupted on disk or in transit)",
-                ));
+        chunk.truncate(filled);
+        if chunks.send(Ok(chunk)).is_err() {
+            return Ok(());
+        }
+    }
+    let mut raw = decoder.finish().into_inner();
+    io::copy(&mut raw, &mut io::sink()).map_err(fail)?;
+    let problem = if payload.length.is_some_and(|expected| raw.read != expected) {
+        Some(format!(
+            "it ends after {} of {} bytes (truncated)",
+            raw.read,
+            payload.length.unwrap_or_default()
+        ))
+    } else if payload
+        .sha256
+        .is_some_and(|expected| <[u8; 32]>::from(raw.hasher.finalize()) != expected)
+    {
+        Some("its sha256 does not match the trailer (corrupted on disk or in transit)".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(what) => Err(AssetsError::corrupt(&payload.path, what)),
+        None => Ok(()),
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+/// The consuming end of the pipeline, read by tar.
+pub(crate) struct ChunkReader {
+    chunks: mpsc::Receiver<Chunk>,
+    recycle: mpsc::Sender<Vec<u8>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) => {
+                    let used = std::mem::replace(&mut self.current, chunk);
+                    let _ = self.recycle.send(used);
+                    self.position = 0;
+                }
+                Ok(Err(err)) => return Err(err),
+                Err(mpsc::RecvError) => return Ok(0),
             }
         }
-        Ok(())
+        let n = buf.len().min(self.current.len() - self.position);
+        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
     }
 }
 
