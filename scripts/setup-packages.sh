@@ -14,7 +14,7 @@ packages=(
   build-essential pkg-config git   # crates that compile C (zstd-sys, ring)
   procps psmisc util-linux         # ps, pkill, findmnt in tests
   time                             # /usr/bin/time: peak RSS in scripts/bench-assets.sh
-  ca-certificates
+  curl ca-certificates             # embedded-bins/stage --online downloads
 )
 
 if [ "$(id -u)" -ne 0 ]; then
