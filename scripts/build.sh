@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target_dir=${CARGO_TARGET_DIR:-target}
-cargo build --release --locked -p k0x -p k0x-assets --bins
+# K0X_EXPECT_PAYLOAD lets a copy that later loses its payload (strip, re-link) say exactly that.
+K0X_EXPECT_PAYLOAD=1 cargo build --release --locked -p k0x -p k0x-assets --bins
 
 payload="$target_dir/payload/payload-from-system.tar.zst"
 embedded-bins/stage --out "$payload" --level "${K0X_PAYLOAD_LEVEL:-19}" --from-system "$@" >/dev/null

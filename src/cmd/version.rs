@@ -84,12 +84,9 @@ fn gather(global: &GlobalArgs) -> ComponentsReport {
         Err(err) => (None, None, Some(err.to_string())),
     };
     let problem = problem.or_else(|| {
-        payload.is_none().then(|| {
-            k0x_assets::AssetsError::NoPayload {
-                exe: k0x_assets::own_executable(),
-            }
-            .to_string()
-        })
+        payload
+            .is_none()
+            .then(|| k0x_assets::AssetsError::no_payload().to_string())
     });
     let payload_info = PayloadInfo {
         origin: match payload.as_ref().map(Payload::origin) {

@@ -11,10 +11,7 @@ pub const NO_PAYLOAD_HINT: &str = "rebuild with scripts/build.sh or set K0X_PAYL
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetsError {
-    #[error(
-        "{exe} carries no payload (stripped or built without one); {NO_PAYLOAD_HINT}",
-        exe = exe.display()
-    )]
+    #[error("{exe} {why}; {NO_PAYLOAD_HINT}", exe = exe.display(), why = no_payload_reason())]
     NoPayload { exe: PathBuf },
 
     #[error(
@@ -54,11 +51,30 @@ impl AssetsError {
         }
     }
 
+    /// The running binary carries no payload.
+    pub fn no_payload() -> Self {
+        Self::NoPayload {
+            exe: crate::payload::own_executable(),
+        }
+    }
+
     pub(crate) fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
         Self::Corrupt {
             path: path.into(),
             what: what.into(),
         }
+    }
+}
+
+/// Set by scripts/build.sh when it compiles the binary it then attaches a payload to, so a copy
+/// that lost the payload afterwards (strip, objcopy, re-link) can say exactly that.
+const BUILT_FOR_A_PAYLOAD: bool = option_env!("K0X_EXPECT_PAYLOAD").is_some();
+
+fn no_payload_reason() -> &'static str {
+    if BUILT_FOR_A_PAYLOAD {
+        "was built to carry a payload but has lost it (stripped or re-linked after scripts/build.sh)"
+    } else {
+        "carries no payload (stripped or built without one)"
     }
 }
 

@@ -77,9 +77,7 @@ impl Payload {
 
     /// Like [`Payload::locate`], but a missing payload is an error that says how to get one.
     pub fn require() -> Result<Self> {
-        Self::locate()?.ok_or_else(|| AssetsError::NoPayload {
-            exe: own_executable(),
-        })
+        Self::locate()?.ok_or_else(AssetsError::no_payload)
     }
 
     /// The payload appended to `binary`, or `None` when it has no trailer.
