@@ -13,7 +13,8 @@ packages=(
   systemd                          # systemd-analyze verify for the unit templates
   build-essential pkg-config git   # crates that compile C (zstd-sys, ring)
   procps psmisc util-linux         # ps, pkill, findmnt in tests
-  ca-certificates
+  time                             # /usr/bin/time: peak RSS in scripts/bench-assets.sh
+  curl ca-certificates             # embedded-bins/stage --online downloads
 )
 
 if [ "$(id -u)" -ne 0 ]; then
