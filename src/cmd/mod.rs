@@ -2,15 +2,16 @@
 
 pub mod completion;
 pub mod config;
+pub mod etcd;
 pub mod kubeconfig;
 pub mod kubectl;
 pub mod pki;
 pub mod server;
 pub mod status;
-pub mod user;
-pub mod etcd;
 pub mod token;
+pub mod user;
 pub mod version;
+pub mod worker;
 
 use clap::Subcommand;
 
@@ -20,6 +21,8 @@ use crate::cli::Cli;
 pub enum Command {
     /// Run a controller (etcd and the Kubernetes control plane); with --enable-worker also a worker.
     Server(server::ServerArgs),
+    /// Join this host to a cluster as a worker (containerd, kubelet) and run it.
+    Worker(worker::WorkerArgs),
     /// Show the running node's role and components.
     Status(status::StatusArgs),
     /// Run kubectl with the admin kubeconfig.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
         Command::Server(args) => server::run(global, &args),
+        Command::Worker(args) => worker::run(global, &args),
         Command::Status(args) => status::run(global, &args),
         Command::Kubectl(args) => kubectl::run(global, &args),
         Command::Version(args) => version::run(global, &args),

@@ -26,6 +26,7 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
             worker: args.enable_worker,
         },
         disabled: args.disable_components.clone(),
+        token: None,
     };
     server::run(config, global.data_dir(), global.run_dir(), options)
 }

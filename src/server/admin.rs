@@ -153,9 +153,16 @@ impl AdminRouter {
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let path = run.admin_socket();
         let listener = admin::bind(&path).with_context(|| {
-            format!("cannot listen on the admin socket {}; check --run-dir", path.display())
+            format!(
+                "cannot listen on the admin socket {}; check --run-dir",
+                path.display()
+            )
         })?;
-        Ok(tokio::spawn(admin::serve(listener, Arc::new(self), shutdown)))
+        Ok(tokio::spawn(admin::serve(
+            listener,
+            Arc::new(self),
+            shutdown,
+        )))
     }
 }
 
@@ -172,7 +179,10 @@ impl AdminHandler for AdminRouter {
                 StatusCode::NOT_FOUND,
                 "tokens are issued by controllers with etcd running; this node has none".into(),
             ),
-            (_, method) => refuse(StatusCode::NOT_FOUND, format!("no admin endpoint {method} {path}")),
+            (_, method) => refuse(
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {method} {path}"),
+            ),
         }
     }
 }
@@ -184,5 +194,7 @@ fn refuse(code: StatusCode, error: String) -> Response<Full<Bytes>> {
 
 /// Asks the server behind `run`'s admin socket for its status.
 pub async fn fetch_status(run: &RunDir) -> anyhow::Result<NodeStatus> {
-    Ok(AdminClient::new(run.admin_socket()).get(STATUS_PATH).await?)
+    Ok(AdminClient::new(run.admin_socket())
+        .get(STATUS_PATH)
+        .await?)
 }

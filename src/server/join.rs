@@ -25,51 +25,57 @@ pub struct JoinApi {
 /// The token administration for the admin socket and the join API; `None` when this node runs no
 /// etcd (a worker, or `--disable-components etcd`).
 pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, JoinApi)>> {
-        if !plan.specs.iter().any(|spec| spec.name == "etcd") {
-            return Ok(None);
-        }
-        let ctx = &plan.ctx;
-        let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(ctx))?;
-        let ca_pem = read(&ctx.data.pki_cert(pki_names::CA))?;
-        let ca_key = read(&ctx.data.pki_key(pki_names::CA))?;
-        let port = ctx.config.spec.api.k0x_api_port;
-        let join_urls = vec![format!("https://{}:{port}", url_host(ctx.node.address))];
-        let network = &ctx.config.spec.network;
-        let worker = WorkerSettings {
-            api_servers: vec![format!(
-                "https://{}:{}",
-                url_host(ctx.node.address),
-                ctx.config.spec.api.port
-            )],
-            cluster_dns: network.dns_service_ip().to_string(),
-            cluster_domain: network.cluster_domain.clone(),
-            pod_cidr: network.pod_cidr.clone(),
-            service_cidr: network.service_cidr.clone(),
-            images: [
-                ("pause".to_owned(), ctx.config.spec.images.pause.clone()),
-                ("coredns".to_owned(), ctx.config.spec.images.coredns.clone()),
-            ]
-            .into(),
-            worker_profile: None,
-        };
-        let signer = CaSigner::from_pem(&ca_pem, &ca_key, k0x_pki::LEAF_VALIDITY.unsigned_abs())
-            .map_err(|why| anyhow::anyhow!("cluster CA: {why}"))?;
-        // The apiserver's serving certificate already names every address of this host plus
-        // spec.api.address and sans: exactly the hosts a token's join URLs can name.
-        let server = JoinServer::new(JoinServerConfig {
-            etcd: etcd.clone(),
-            signer: Arc::new(signer),
-            ca_pem: ca_pem.clone(),
-            serving_cert_pem: read(&ctx.data.pki_cert(pki_names::APISERVER))?,
-            serving_key_pem: read(&ctx.data.pki_key(pki_names::APISERVER))?,
-            worker,
-            controller: k0x_join::material::read_controller_secrets(&ctx.data).ok(),
-            rate_limit: RateLimit::default(),
-            allow_node_rekey: false,
-        })
-        .map_err(|why| anyhow::anyhow!("join API: {why}"))?;
-        let api = JoinApi { server, listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)) };
-        Ok(Some((TokenAdmin::new(TokenStore::new(etcd), join_urls, ca_pem), api)))
+    if !plan.specs.iter().any(|spec| spec.name == "etcd") {
+        return Ok(None);
+    }
+    let ctx = &plan.ctx;
+    let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(ctx))?;
+    let ca_pem = read(&ctx.data.pki_cert(pki_names::CA))?;
+    let ca_key = read(&ctx.data.pki_key(pki_names::CA))?;
+    let port = ctx.config.spec.api.k0x_api_port;
+    let join_urls = vec![format!("https://{}:{port}", url_host(ctx.node.address))];
+    let network = &ctx.config.spec.network;
+    let worker = WorkerSettings {
+        api_servers: vec![format!(
+            "https://{}:{}",
+            url_host(ctx.node.address),
+            ctx.config.spec.api.port
+        )],
+        cluster_dns: network.dns_service_ip().to_string(),
+        cluster_domain: network.cluster_domain.clone(),
+        pod_cidr: network.pod_cidr.clone(),
+        service_cidr: network.service_cidr.clone(),
+        images: [
+            ("pause".to_owned(), ctx.config.spec.images.pause.clone()),
+            ("coredns".to_owned(), ctx.config.spec.images.coredns.clone()),
+        ]
+        .into(),
+        worker_profile: None,
+    };
+    let signer = CaSigner::from_pem(&ca_pem, &ca_key, k0x_pki::LEAF_VALIDITY.unsigned_abs())
+        .map_err(|why| anyhow::anyhow!("cluster CA: {why}"))?;
+    // The apiserver's serving certificate already names every address of this host plus
+    // spec.api.address and sans: exactly the hosts a token's join URLs can name.
+    let server = JoinServer::new(JoinServerConfig {
+        etcd: etcd.clone(),
+        signer: Arc::new(signer),
+        ca_pem: ca_pem.clone(),
+        serving_cert_pem: read(&ctx.data.pki_cert(pki_names::APISERVER))?,
+        serving_key_pem: read(&ctx.data.pki_key(pki_names::APISERVER))?,
+        worker,
+        controller: k0x_join::material::read_controller_secrets(&ctx.data).ok(),
+        rate_limit: RateLimit::default(),
+        allow_node_rekey: false,
+    })
+    .map_err(|why| anyhow::anyhow!("join API: {why}"))?;
+    let api = JoinApi {
+        server,
+        listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+    };
+    Ok(Some((
+        TokenAdmin::new(TokenStore::new(etcd), join_urls, ca_pem),
+        api,
+    )))
 }
 
 impl JoinApi {

@@ -8,21 +8,27 @@
 pub mod admin;
 mod join;
 mod plan;
+mod worker;
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use k0x_assets::{Payload, Progress};
 use k0x_config::{ClusterConfig, DataDir, RunDir};
+use k0x_join::Token;
+use k0x_node::{NodeContext, NodeFacts};
 use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub use plan::{Plan, Role};
 
-/// Everything `k0x server` was asked to do.
+/// Everything `k0x server` or `k0x worker` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub role: Role,
     pub disabled: Vec<String>,
+    /// The join token of a worker's first start.
+    pub token: Option<Token>,
 }
 
 /// Runs the node until SIGINT or SIGTERM, then stops every component. Blocks.
@@ -39,7 +45,14 @@ pub fn run(
             run.root().display()
         )
     })?;
-    if options.role.controller {
+    install_components(&data)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let facts = NodeFacts::detect(&config, &data)?;
+    let config = if options.role.controller {
         let request = k0x_pki::PkiRequest::from_config(&config)?;
         let report = k0x_pki::ensure_pki(&data, &request)?;
         tracing::info!(
@@ -47,23 +60,39 @@ pub fn run(
             "PKI ready in {}",
             data.pki().display()
         );
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, data, run, lock, options))
+        config
+    } else {
+        let settings = worker::ensure_joined(&data, options.token.clone(), &facts.name, &runtime)?;
+        worker::apply_settings(config, &settings)
+    };
+    let plan = Plan::prepare(NodeContext::new(config, data, run, facts), &options)?;
+    runtime.block_on(serve(plan, lock))
 }
 
-async fn serve(
-    config: ClusterConfig,
-    data: DataDir,
-    run: RunDir,
-    lock: Arc<DataDirLock>,
-    options: ServerOptions,
-) -> anyhow::Result<()> {
-    let plan = Plan::prepare(config, data, run.clone(), &options)?;
+/// Puts the payload's binaries into `bin/`; without a payload, whatever `bin/` holds is used.
+fn install_components(data: &DataDir) -> anyhow::Result<()> {
+    match Payload::locate()? {
+        Some(payload) => {
+            let report = k0x_assets::extract(&payload, data, Progress::Auto)?;
+            tracing::info!(
+                extracted = report.extracted.len(),
+                unchanged = report.unchanged.len(),
+                "components ready in {} ({:.0?})",
+                data.bin().display(),
+                report.elapsed
+            );
+        }
+        None => tracing::warn!(
+            "this k0x carries no component payload: using what {} holds ({})",
+            data.bin().display(),
+            k0x_assets::NO_PAYLOAD_HINT
+        ),
+    }
+    Ok(())
+}
+
+async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
+    let run = plan.ctx.run.clone();
     for (name, reason) in &plan.unavailable {
         tracing::warn!(component = %name, "not started: {reason}");
     }

@@ -1,8 +1,7 @@
 //! Which components this node runs, with their files written and specs built, and which it
 //! cannot run and why (missing binaries, or a dependency that is missing).
 
-use k0x_config::{ClusterConfig, DataDir, RunDir};
-use k0x_node::{Component, NodeContext, NodeFacts};
+use k0x_node::{Component, NodeContext};
 use k0x_supervisor::Spec;
 
 use super::ServerOptions;
@@ -40,14 +39,7 @@ pub struct Plan {
 
 impl Plan {
     /// Renders every component's files and builds its spec.
-    pub fn prepare(
-        config: ClusterConfig,
-        data: DataDir,
-        run: RunDir,
-        options: &ServerOptions,
-    ) -> anyhow::Result<Self> {
-        let facts = NodeFacts::detect(&config, &data)?;
-        let ctx = NodeContext::new(config, data, run, facts);
+    pub fn prepare(ctx: NodeContext, options: &ServerOptions) -> anyhow::Result<Self> {
         let components = k0x_node::filter_disabled(components(options.role), &options.disabled)?;
         for component in &components {
             component.prepare(&ctx)?;

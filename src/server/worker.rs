@@ -17,21 +17,30 @@ pub fn ensure_joined(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<WorkerSettings> {
     let files = WorkerFiles::in_data_dir(data);
-    let joined = [&files.ca_cert, &files.client_cert, &files.client_key, &files.settings]
-        .iter()
-        .all(|path| path.is_file());
+    let joined = [
+        &files.ca_cert,
+        &files.client_cert,
+        &files.client_key,
+        &files.settings,
+    ]
+    .iter()
+    .all(|path| path.is_file());
     if !joined {
         let token = token.ok_or(k0x_join::token::LoadError::Missing)?;
         let join = runtime
             .block_on(JoinClient::new(token).join_worker(node_name))
             .context("joining the cluster failed")?;
-        material::write_worker_files(data, &join)
-            .with_context(|| format!("cannot store the join result in {}", data.root().display()))?;
+        material::write_worker_files(data, &join).with_context(|| {
+            format!("cannot store the join result in {}", data.root().display())
+        })?;
         tracing::info!(node = node_name, "joined the cluster");
     }
-    let settings = files
-        .read_settings()
-        .with_context(|| format!("cannot read {}; remove the data dir and join again", files.settings.display()))?;
+    let settings = files.read_settings().with_context(|| {
+        format!(
+            "cannot read {}; remove the data dir and join again",
+            files.settings.display()
+        )
+    })?;
     write_kubelet_kubeconfig(data, &files, &settings, node_name)?;
     Ok(settings)
 }
