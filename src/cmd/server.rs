@@ -28,5 +28,5 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
         disabled: args.disable_components.clone(),
         token: None,
     };
-    server::run(config, global.data_dir(), global.run_dir(), options)
+    server::run(config, global.data_dir(), global.run_dir(), &options)
 }

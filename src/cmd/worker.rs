@@ -45,5 +45,5 @@ pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
         disabled: args.disable_components.clone(),
         token,
     };
-    server::run(config, global.data_dir(), global.run_dir(), options)
+    server::run(config, global.data_dir(), global.run_dir(), &options)
 }

@@ -177,7 +177,7 @@ impl AdminHandler for AdminRouter {
             (Some(tokens), _) if TokenAdmin::handles(&path) => tokens.handle(request).await,
             (None, _) if TokenAdmin::handles(&path) => refuse(
                 StatusCode::NOT_FOUND,
-                "tokens are issued by controllers with etcd running; this node has none".into(),
+                "tokens are issued by controllers with etcd running; this node has none",
             ),
             (_, method) => refuse(
                 StatusCode::NOT_FOUND,
@@ -187,7 +187,7 @@ impl AdminHandler for AdminRouter {
     }
 }
 
-fn refuse(code: StatusCode, error: String) -> Response<Full<Bytes>> {
+fn refuse(code: StatusCode, error: &str) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default();
     admin::json_response(code, body)
 }

@@ -36,7 +36,7 @@ pub fn run(
     config: ClusterConfig,
     data: DataDir,
     run: RunDir,
-    options: ServerOptions,
+    options: &ServerOptions,
 ) -> anyhow::Result<()> {
     let lock = Arc::new(DataDirLock::acquire(&data)?);
     run.create().with_context(|| {
@@ -65,7 +65,7 @@ pub fn run(
         let settings = worker::ensure_joined(&data, options.token.clone(), &facts.name, &runtime)?;
         worker::apply_settings(config, &settings)
     };
-    let plan = Plan::prepare(NodeContext::new(config, data, run, facts), &options)?;
+    let plan = Plan::prepare(NodeContext::new(config, data, run, facts), options)?;
     runtime.block_on(serve(plan, lock))
 }
 
