@@ -178,7 +178,10 @@ pub fn install(request: &InstallRequest) -> Result<Vec<InstalledFile>, InstallEr
         .iter()
         .map(|(path, contents, _)| planned_change(path, contents, request.force))
         .collect::<Result<Vec<_>, _>>()?;
-    files
+    let link = request.root.join(request.init.boot_link(request.role));
+    let target = Path::new("/").join(request.init.unit_path(request.role));
+    let link_change = planned_link(&link, &target, request.force)?;
+    let mut installed = files
         .into_iter()
         .zip(changes)
         .map(|((path, contents, mode), change)| {
@@ -194,7 +197,43 @@ pub fn install(request: &InstallRequest) -> Result<Vec<InstalledFile>, InstallEr
                 })
                 .map_err(|source| InstallError::Write { path, source })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if link_change != Change::Unchanged {
+        write_link(&link, &target).map_err(|source| InstallError::Write {
+            path: link.clone(),
+            source,
+        })?;
+    }
+    installed.push(InstalledFile {
+        path: link,
+        change: link_change,
+    });
+    Ok(installed)
+}
+
+/// The boot link points at the unit by its absolute path on the host (as `systemctl enable`
+/// writes it), which is right also when installing below another root.
+fn planned_link(link: &Path, target: &Path, force: bool) -> Result<Change, InstallError> {
+    match fs::read_link(link) {
+        Ok(existing) if existing == target => Ok(Change::Unchanged),
+        Ok(_) if force => Ok(Change::Replaced),
+        Ok(_) => Err(InstallError::Exists(link.into())),
+        Err(_) if link.symlink_metadata().is_ok() && !force => {
+            Err(InstallError::Exists(link.into()))
+        }
+        Err(_) if link.symlink_metadata().is_ok() => Ok(Change::Replaced),
+        Err(_) => Ok(Change::Created),
+    }
+}
+
+fn write_link(link: &Path, target: &Path) -> io::Result<()> {
+    if let Some(dir) = link.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = link.with_extension("k0x-tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, link)
 }
 
 fn planned_change(path: &Path, contents: &[u8], force: bool) -> Result<Change, InstallError> {
@@ -256,12 +295,23 @@ mod tests {
         let files = install(&worker_request(root.path(), "k0x1.abc")).unwrap();
         let unit = root.path().join("etc/systemd/system/k0xworker.service");
         let token = root.path().join("etc/k0x/worker-token");
+        let link = root
+            .path()
+            .join("etc/systemd/system/multi-user.target.wants/k0xworker.service");
         assert_eq!(
             files
                 .iter()
                 .map(|f| (&f.path, f.change))
                 .collect::<Vec<_>>(),
-            [(&unit, Change::Created), (&token, Change::Created)]
+            [
+                (&unit, Change::Created),
+                (&token, Change::Created),
+                (&link, Change::Created)
+            ]
+        );
+        assert_eq!(
+            fs::read_link(&link).unwrap(),
+            Path::new("/etc/systemd/system/k0xworker.service")
         );
         assert_eq!(mode(&unit), 0o644);
         assert_eq!(mode(&token), 0o600);

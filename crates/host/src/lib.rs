@@ -12,7 +12,7 @@
 
 mod fsutil;
 pub mod install;
-
+pub mod reset;
 pub mod service;
 pub mod sysinfo;
 pub mod units;

@@ -57,6 +57,17 @@ impl InitSystem {
         }
     }
 
+    /// The link that starts the unit at boot (what `systemctl enable` / `rc-update add` create).
+    pub fn boot_link(self, role: Role) -> String {
+        match self {
+            InitSystem::Systemd => format!(
+                "etc/systemd/system/multi-user.target.wants/{}.service",
+                role.service_name()
+            ),
+            InitSystem::OpenRc => format!("etc/runlevels/default/{}", role.service_name()),
+        }
+    }
+
     /// File mode of the unit: OpenRC scripts are executed, systemd units are read.
     pub fn unit_mode(self) -> u32 {
         match self {

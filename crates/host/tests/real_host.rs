@@ -1,11 +1,14 @@
 //! Host integration against this machine: systemd-analyze on the rendered units, sysinfo's real
 //! readings, and `--fix` applied inside a scratch network namespace so the host is not changed.
 
+mod common;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
+use common::ScratchNetns;
 use k0x_config::DataDir;
 use k0x_host::sysinfo::{Options, RealHost, Report, Status, fix, run_checks};
 use k0x_host::units::{InitSystem, Role, render_unit};
@@ -136,29 +139,6 @@ fn a_bound_port_is_reported_busy() {
     );
 }
 
-/// A network namespace that is deleted when dropped, also when the test fails.
-struct ScratchNetns(String);
-
-impl ScratchNetns {
-    fn create() -> Self {
-        let name = format!("k0x-host-fix-{}", std::process::id());
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns add {name}");
-        Self(name)
-    }
-}
-
-impl Drop for ScratchNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
-
 const CHILD_ROOT_ENV: &str = "K0X_TEST_FIX_ROOT";
 
 #[test]
@@ -170,25 +150,8 @@ fn fix_sets_ip_forward_inside_a_scratch_network_namespace() {
     }
     let host_value = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let root = tempfile::tempdir().unwrap();
-    let netns = ScratchNetns::create();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &netns.0])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fix_child_in_netns",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_ROOT_ENV, root.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{stderr}"
-    );
+    let netns = ScratchNetns::create("fix");
+    netns.run_child_test("fix_child_in_netns", &[(CHILD_ROOT_ENV, root.path())]);
 
     let persisted = fs::read_to_string(root.path().join(fix::SYSCTL_FILE)).unwrap();
     assert!(
