@@ -4,7 +4,6 @@
 mod common;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
@@ -120,25 +119,6 @@ fn sysinfo_reports_this_machine() {
     assert_eq!(status_of(&report, "clock"), Status::Pass);
 }
 
-#[test]
-fn a_bound_port_is_reported_busy() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let data = tempfile::tempdir().unwrap();
-    let mut options = Options::new(DataDir::new(data.path()), false, false);
-    options.ports = vec![(port, "test listener")];
-    let id = format!("port:{port}");
-    assert_eq!(
-        status_of(&run_checks(&RealHost, &options), &id),
-        Status::Fail
-    );
-    drop(listener);
-    assert_eq!(
-        status_of(&run_checks(&RealHost, &options), &id),
-        Status::Pass
-    );
-}
-
 const CHILD_ROOT_ENV: &str = "K0X_TEST_FIX_ROOT";
 
 #[test]
@@ -170,6 +150,9 @@ fn fix_sets_ip_forward_inside_a_scratch_network_namespace() {
 #[ignore = "run by fix_sets_ip_forward_inside_a_scratch_network_namespace inside a network namespace"]
 fn fix_child_in_netns() {
     let root = std::env::var_os(CHILD_ROOT_ENV).expect("started by the namespace test");
+    common::assert_in_scratch_netns();
+    // A new namespace copies the host's IPv4 settings: make sure there is something to fix.
+    fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
     let data = tempfile::tempdir().unwrap();
     let options = Options::new(DataDir::new(data.path()), false, true);
     let key = "sysctl:net.ipv4.ip_forward";

@@ -107,6 +107,7 @@ fn reset_removes_what_k0x_created_and_nothing_else() {
 fn reset_scenario_in_netns() {
     let base =
         PathBuf::from(std::env::var_os(SCENARIO_DIR_ENV).expect("started by the parent test"));
+    common::assert_in_scratch_netns();
     let data = DataDir::new(base.join("data"));
     let run = RunDir::new(base.join("run"));
     let root = base.join("root");

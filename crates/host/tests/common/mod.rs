@@ -27,6 +27,7 @@ impl ScratchNetns {
         for (key, value) in env {
             command.env(key, value);
         }
+        command.env(PARENT_NETNS_ENV, own_netns());
         let out = command.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -44,4 +45,21 @@ impl Drop for ScratchNetns {
             .args(["netns", "delete", &self.0])
             .status();
     }
+}
+
+const PARENT_NETNS_ENV: &str = "K0X_TEST_PARENT_NETNS";
+
+fn own_netns() -> std::path::PathBuf {
+    std::fs::read_link("/proc/self/ns/net").unwrap()
+}
+
+/// Panics unless this helper test runs in another network namespace than the test that started
+/// it: the helpers change network state and must never do so on the host itself.
+pub fn assert_in_scratch_netns() {
+    let parent = std::env::var_os(PARENT_NETNS_ENV).expect("started by run_child_test");
+    assert_ne!(
+        own_netns(),
+        std::path::PathBuf::from(parent),
+        "helper test started outside its scratch namespace"
+    );
 }
