@@ -112,6 +112,8 @@ fn reset_scenario_in_netns() {
     let run = RunDir::new(base.join("run"));
     let root = base.join("root");
 
+    // The user gave k0x a filesystem of its own: reset empties it but keeps the mount.
+    tmpfs(data.root());
     // What k0x would have created: state, a CNI config, mounts, a bridge with a pod veth,
     // CNI chains for its network, an installed unit, children carrying the marker.
     fs::create_dir_all(data.pki()).unwrap();
@@ -204,8 +206,9 @@ fn reset_scenario_in_netns() {
         other_k0x.running(),
         "another data dir's process is untouched"
     );
-    assert_eq!(mounted_under(&base), Vec::<String>::new());
-    assert!(!data.root().exists() && !run.root().exists());
+    assert_eq!(mounted_under(&base), [data.root().to_str().unwrap()]);
+    assert_eq!(fs::read_dir(data.root()).unwrap().count(), 0);
+    assert!(!run.root().exists());
     assert!(!link_exists(BRIDGE) && !link_exists("vethk0xt0") && !link_exists("vethk0xt1"));
     assert!(link_exists("otherbr0"), "a bridge k0x did not create stays");
     let nat = nat_rules();

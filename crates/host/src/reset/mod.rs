@@ -74,6 +74,9 @@ impl fmt::Display for Step {
                 let words: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
                 write!(f, "{program} {}", words.join(" "))
             }
+            Step::RemoveDir { path } if mounts::is_mount_point(path) => {
+                write!(f, "rm -r {}/* (a mount point: kept)", path.display())
+            }
             Step::RemoveDir { path } => write!(f, "rm -r {}", path.display()),
             Step::RemoveFile { path } => write!(f, "rm {}", path.display()),
         }
@@ -217,7 +220,7 @@ pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
 
     steps.extend(
         dirs.into_iter()
-            .filter(|d| d.exists())
+            .filter(|d| has_something_to_remove(d))
             .map(|path| Step::RemoveDir { path }),
     );
     steps.extend(
@@ -269,9 +272,42 @@ fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), Str
                     mount.display()
                 ));
             }
-            ignore_missing(fs::remove_dir_all(path))
+            remove_dir(path).map_err(|e| e.to_string())
         }
         Step::RemoveFile { path } => ignore_missing(fs::remove_file(path)),
+    }
+}
+
+/// Removes `dir` with everything in it; when a filesystem is mounted on `dir` itself (a disk
+/// given to k0x), only its contents go and the mount stays.
+fn remove_dir(dir: &Path) -> io::Result<()> {
+    if !mounts::is_mount_point(dir) {
+        return ignore_missing_io(fs::remove_dir_all(dir));
+    }
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.symlink_metadata()?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A dir that exists and, when it is a mount point, is not empty yet.
+fn has_something_to_remove(dir: &Path) -> bool {
+    if mounts::is_mount_point(dir) {
+        fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+    } else {
+        dir.exists()
+    }
+}
+
+fn ignore_missing_io(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 

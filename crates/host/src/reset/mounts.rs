@@ -7,14 +7,30 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 
-/// Mount points at or below any of `dirs`, deepest first (a mount stacked twice is listed twice).
-pub fn mounts_under(dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = mountinfo
+/// Every mount point of this mount namespace.
+pub fn mount_points() -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|field| PathBuf::from(unescape(field)))
-        .filter(|point| dirs.iter().any(|dir| point.starts_with(dir)))
+        .collect()
+}
+
+/// True when `dir` itself is a mount point (e.g. a disk mounted on the data dir).
+pub fn is_mount_point(dir: &Path) -> bool {
+    mount_points().iter().any(|p| p == dir)
+}
+
+/// Mount points strictly below any of `dirs`, deepest first (a mount stacked twice is listed
+/// twice). A filesystem mounted on a dir itself is the user's, not k0x's, and is not listed.
+pub fn mounts_under(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mount_points()
+        .into_iter()
+        .filter(|point| {
+            dirs.iter()
+                .any(|dir| point != dir && point.starts_with(dir))
+        })
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found
