@@ -48,7 +48,7 @@ pub fn run_checks(host: &dyn Host, options: &Options) -> Report {
     );
     checks.push(exec_allowed(host, options).fatal_if(true));
     checks.push(clock(host).fatal_if(true));
-    checks.push(hostname(host).fatal_if(worker));
+    checks.push(node_name(host, options.node_name.as_deref()).fatal_if(worker));
     Report { checks }
 }
 
@@ -310,17 +310,24 @@ fn civil_date(unix: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-fn hostname(host: &dyn Host) -> Check {
-    let id = "hostname";
-    let name = match host.hostname() {
-        Ok(name) => name,
-        Err(err) => {
-            return Check::fail(
-                id,
-                format!("unreadable: {err}"),
-                "set a hostname with hostnamectl set-hostname NAME",
-            );
-        }
+/// The node name the kubelet registers: an explicit one, or the hostname.
+fn node_name(host: &dyn Host, explicit: Option<&str>) -> Check {
+    let (id, name) = match explicit {
+        Some(name) => ("node-name", name.to_owned()),
+        None => match host.hostname() {
+            Ok(name) => ("hostname", name),
+            Err(err) => {
+                return Check::fail(
+                    "hostname",
+                    format!("unreadable: {err}"),
+                    "set a hostname with hostnamectl set-hostname NAME",
+                );
+            }
+        },
+    };
+    let fix = match explicit {
+        Some(_) => "choose a node name of a-z, 0-9, '-' and '.'".to_owned(),
+        None => "set a valid hostname with hostnamectl set-hostname NAME".to_owned(),
     };
     let lower = name.to_ascii_lowercase();
     if !is_dns_subdomain(&lower) {
@@ -329,13 +336,16 @@ fn hostname(host: &dyn Host) -> Check {
             format!(
                 "{name:?} is not a valid node name (RFC 1123: a-z, 0-9, '-', '.', at most 253 characters)"
             ),
-            "set a valid hostname with hostnamectl set-hostname NAME",
+            fix,
         )
     } else if lower != name {
         Check::warn(
             id,
             format!("{name:?} has upper case letters; the node registers as {lower:?}"),
-            format!("hostnamectl set-hostname {lower}"),
+            match explicit {
+                Some(_) => format!("use {lower}"),
+                None => format!("hostnamectl set-hostname {lower}"),
+            },
         )
     } else {
         Check::pass(id, name)
@@ -542,6 +552,16 @@ mod tests {
         assert_eq!(check(&host, "hostname").status, Status::Fail);
         host.hostname = "pi-4.lan".into();
         assert_eq!(check(&host, "hostname").status, Status::Pass);
+
+        let mut named = options();
+        named.node_name = Some("edge_1".into());
+        let c = find(&run_checks(&host, &named), "node-name").clone();
+        assert_eq!((c.status, c.fatal), (Status::Fail, true));
+        named.node_name = Some("edge-1".into());
+        assert_eq!(
+            find(&run_checks(&host, &named), "node-name").status,
+            Status::Pass
+        );
     }
 
     #[test]
