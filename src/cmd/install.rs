@@ -33,6 +33,10 @@ pub struct ControllerArgs {
     /// Components not to run, comma separated (e.g. kube-scheduler).
     #[arg(long, value_delimiter = ',')]
     pub disable_components: Vec<String>,
+    /// Join an existing cluster with this controller token (`k0x token create --role
+    /// controller`); copied to a 0600 file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -76,8 +80,13 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
     let (role, args, token, common) = match &args.role {
         InstallRole::Controller(c) => (
             Role::Controller,
-            controller_args(c.enable_worker, &c.disable_components, &passthrough),
-            None,
+            controller_args(
+                c.enable_worker,
+                &c.disable_components,
+                c.token_file.is_some(),
+                &passthrough,
+            ),
+            c.token_file.as_deref().map(read_token).transpose()?,
             &c.common,
         ),
         InstallRole::Worker(w) => (

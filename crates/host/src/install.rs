@@ -17,6 +17,16 @@ use crate::units::{InitSystem, RenderError, Role, render_unit};
 
 /// Where `k0x install worker` stores the join token on the host (mode 0600).
 pub const WORKER_TOKEN_PATH: &str = "/etc/k0x/worker-token";
+/// Where `k0x install controller --token-file` stores the token of a joining controller.
+pub const CONTROLLER_TOKEN_PATH: &str = "/etc/k0x/controller-token";
+
+/// The host path of the join token file of `role`.
+pub fn token_path(role: Role) -> &'static str {
+    match role {
+        Role::Controller => CONTROLLER_TOKEN_PATH,
+        Role::Worker => WORKER_TOKEN_PATH,
+    }
+}
 
 /// Global flags a unit passes on to `k0x server` / `k0x worker`; only non-default ones are written
 /// so that a unit stays short and follows future changes of the defaults.
@@ -52,15 +62,21 @@ impl Passthrough {
     }
 }
 
-/// The arguments of `k0x server` as the controller unit runs it.
+/// The arguments of `k0x server` as the controller unit runs it; `joins` adds the token file of
+/// a controller that joins an existing cluster.
 pub fn controller_args(
     enable_worker: bool,
     disable_components: &[String],
+    joins: bool,
     passthrough: &Passthrough,
 ) -> Vec<String> {
     let mut args = vec!["server".to_owned()];
     if enable_worker {
         args.push("--enable-worker".into());
+    }
+    if joins {
+        args.push("--token-file".into());
+        args.push(CONTROLLER_TOKEN_PATH.into());
     }
     if !disable_components.is_empty() {
         args.push("--disable-components".into());
@@ -93,7 +109,7 @@ pub struct InstallRequest {
     pub binary: PathBuf,
     /// Arguments after the binary, from [`controller_args`] or [`worker_args`].
     pub args: Vec<String>,
-    /// The join token a worker stores (required for [`Role::Worker`]).
+    /// The join token to store (required for [`Role::Worker`], optional for a controller).
     pub token: Option<String>,
     /// Replace files that exist with different content.
     pub force: bool,
@@ -123,12 +139,12 @@ pub enum InstallError {
     )]
     Exists(PathBuf),
     #[error(
-        "cannot read the join token from {}: {source}; pass the file printed by `k0x token create --role worker`",
+        "cannot read the join token from {}: {source}; pass the file printed by `k0x token create`",
         path.display()
     )]
     TokenUnreadable { path: PathBuf, source: io::Error },
     #[error(
-        "{} holds no join token (expected one line starting with k0x1.); create one on a controller with `k0x token create --role worker`",
+        "{} holds no join token (expected one line starting with k0x1.); create one on a controller with `k0x token create --role worker|controller`",
         .0.display()
     )]
     TokenInvalid(PathBuf),
@@ -166,10 +182,14 @@ pub fn install(request: &InstallRequest) -> Result<Vec<InstalledFile>, InstallEr
         unit.into_bytes(),
         request.init.unit_mode(),
     )];
-    if request.role == Role::Worker {
-        let token = request.token.as_ref().ok_or(InstallError::TokenMissing)?;
+    if request.role == Role::Worker && request.token.is_none() {
+        return Err(InstallError::TokenMissing);
+    }
+    if let Some(token) = &request.token {
         files.push((
-            request.root.join(WORKER_TOKEN_PATH.trim_start_matches('/')),
+            request
+                .root
+                .join(token_path(request.role).trim_start_matches('/')),
             format!("{token}\n").into_bytes(),
             0o600,
         ));
@@ -277,7 +297,12 @@ mod tests {
             Path::new(layout::DEFAULT_CONFIG_FILE),
         );
         assert_eq!(
-            controller_args(true, &["etcd".into(), "kube-scheduler".into()], &pass),
+            controller_args(
+                true,
+                &["etcd".into(), "kube-scheduler".into()],
+                false,
+                &pass
+            ),
             [
                 "server",
                 "--enable-worker",
@@ -345,6 +370,23 @@ mod tests {
         assert_eq!(files[0].change, Change::Unchanged);
         assert_eq!(files[1].change, Change::Replaced);
         assert_eq!(fs::read_to_string(&token).unwrap(), "k0x1.new\n");
+    }
+
+    #[test]
+    fn a_joining_controller_gets_its_token_file() {
+        let root = tempfile::tempdir().unwrap();
+        let request = InstallRequest {
+            role: Role::Controller,
+            args: controller_args(false, &[], true, &Passthrough::default()),
+            ..worker_request(root.path(), "k0x1.ctl")
+        };
+        install(&request).unwrap();
+        let token = root.path().join("etc/k0x/controller-token");
+        assert_eq!(fs::read_to_string(&token).unwrap(), "k0x1.ctl\n");
+        assert_eq!(mode(&token), 0o600);
+        let unit = fs::read_to_string(root.path().join("etc/systemd/system/k0xcontroller.service"))
+            .unwrap();
+        assert!(unit.contains(" server --token-file /etc/k0x/controller-token\n"));
     }
 
     #[test]

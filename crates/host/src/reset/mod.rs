@@ -21,7 +21,7 @@ use k0x_config::{DataDir, RunDir};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
-use crate::install::WORKER_TOKEN_PATH;
+use crate::install::token_path;
 use crate::sysinfo::fix::{MODULES_LOAD_FILE, SYSCTL_FILE};
 use crate::units::{InitSystem, Role};
 
@@ -392,7 +392,9 @@ fn host_files(root: &Path) -> Vec<PathBuf> {
             files.push(root.join(init.unit_path(role)));
         }
     }
-    files.push(root.join(WORKER_TOKEN_PATH.trim_start_matches('/')));
+    for role in Role::ALL {
+        files.push(root.join(token_path(role).trim_start_matches('/')));
+    }
     files.push(root.join(MODULES_LOAD_FILE));
     files.push(root.join(SYSCTL_FILE));
     files
