@@ -121,7 +121,7 @@ fn reset_scenario_in_netns() {
     fs::create_dir_all(data.etc().join("cni/net.d")).unwrap();
     fs::write(
         data.etc().join("cni/net.d/10-k0x.conflist"),
-        format!(r#"{{"cniVersion":"1.0.0","name":"{NETWORK}","plugins":[{{"type":"bridge","bridge":"{BRIDGE}","ipMasq":true}}]}}"#),
+        format!(r#"{{"cniVersion":"1.0.0","name":"{NETWORK}","plugins":[{{"type":"bridge","bridge":"{BRIDGE}","ipMasq":true,"ipam":{{"type":"host-local"}}}}]}}"#),
     )
     .unwrap();
     let volume = data
@@ -154,6 +154,14 @@ fn reset_scenario_in_netns() {
         force: false,
     })
     .unwrap();
+    let leases = root.join("var/lib/cni/networks");
+    let results = root.join("var/lib/cni/results");
+    for dir in [leases.join(NETWORK), leases.join("podman"), results.clone()] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    fs::write(leases.join(NETWORK).join("10.244.0.5"), "c1").unwrap();
+    fs::write(results.join(format!("{NETWORK}-c1-eth0")), "{}").unwrap();
+    fs::write(results.join("podman-d1-eth0"), "{}").unwrap();
     let mut marked = Sleeper::spawn(Some(data.root()));
     let mut unmarked = Sleeper::spawn(None);
     let mut other_k0x = Sleeper::spawn(Some(&base.join("another-data-dir")));
@@ -220,6 +228,13 @@ fn reset_scenario_in_netns() {
         nat.contains(":CNI-other1") && nat.contains("podman"),
         "{nat}"
     );
+    assert!(!leases.join(NETWORK).exists() && leases.join("podman").exists());
+    let cached: Vec<_> = fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(cached, ["podman-d1-eth0"]);
     assert!(!root.join("etc/systemd/system/k0xworker.service").exists());
     assert!(!root.join("etc/k0x/worker-token").exists());
     assert!(

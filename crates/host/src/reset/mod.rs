@@ -219,6 +219,17 @@ pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
     );
 
     steps.extend(
+        network::state_paths(&options.root, &networks)
+            .into_iter()
+            .map(|path| {
+                if path.is_dir() {
+                    Step::RemoveDir { path }
+                } else {
+                    Step::RemoveFile { path }
+                }
+            }),
+    );
+    steps.extend(
         dirs.into_iter()
             .filter(|d| has_something_to_remove(d))
             .map(|path| Step::RemoveDir { path }),

@@ -21,7 +21,14 @@ pub struct CniNetwork {
     pub name: String,
     /// Bridge devices of its `bridge` plugins.
     pub bridges: Vec<String>,
+    /// Where its host-local IPAM keeps address leases (the plugin's `dataDir`).
+    pub ipam_dirs: Vec<PathBuf>,
 }
+
+/// host-local IPAM's default lease directory; leases of a network go to `<dir>/<network>`.
+pub const DEFAULT_IPAM_DIR: &str = "/var/lib/cni/networks";
+/// libcni's default cache of plugin results (`<dir>/<network>-<container>-<ifname>`).
+pub const CNI_RESULTS_DIR: &str = "/var/lib/cni/results";
 
 /// The CNI networks configured below `etc_dir` (k0x's rendered configuration), or k0x's
 /// documented default when there is none (e.g. on a second reset, after the data dir is gone).
@@ -34,6 +41,7 @@ pub fn k0x_networks(etc_dir: &Path) -> Vec<CniNetwork> {
         vec![CniNetwork {
             name: DEFAULT_NETWORK.into(),
             bridges: vec![DEFAULT_BRIDGE.into()],
+            ipam_dirs: vec![DEFAULT_IPAM_DIR.into()],
         }]
     } else {
         networks
@@ -65,6 +73,10 @@ fn collect_cni_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 fn parse_cni_file(path: &Path) -> Option<CniNetwork> {
     let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).ok()?).ok()?;
     let name = json.get("name")?.as_str()?.to_owned();
+    // The name becomes part of paths below; a name that could climb out of them is not ours.
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
     let plugins = match json.get("plugins").and_then(|p| p.as_array()) {
         Some(list) => list.clone(),
         None => vec![json.clone()],
@@ -80,7 +92,48 @@ fn parse_cni_file(path: &Path) -> Option<CniNetwork> {
                 .to_owned()
         })
         .collect();
-    Some(CniNetwork { name, bridges })
+    let ipam_dirs = plugins
+        .iter()
+        .filter_map(|p| p.get("ipam"))
+        .filter(|ipam| ipam.get("type").and_then(|t| t.as_str()) == Some("host-local"))
+        .map(|ipam| {
+            ipam.get("dataDir")
+                .and_then(|d| d.as_str())
+                .unwrap_or(DEFAULT_IPAM_DIR)
+                .into()
+        })
+        .collect();
+    Some(CniNetwork {
+        name,
+        bridges,
+        ipam_dirs,
+    })
+}
+
+/// CNI state kept for `networks` outside the data dir, below `root`: the host-local lease
+/// directories of each network and libcni's cached results of its attachments.
+pub fn state_paths(root: &Path, networks: &[CniNetwork]) -> Vec<PathBuf> {
+    let below_root = |path: &Path| root.join(path.strip_prefix("/").unwrap_or(path));
+    let mut paths = Vec::new();
+    for network in networks {
+        for dir in &network.ipam_dirs {
+            let leases = below_root(dir).join(&network.name);
+            if leases.is_dir() {
+                paths.push(leases);
+            }
+        }
+        let prefix = format!("{}-", network.name);
+        if let Ok(entries) = fs::read_dir(below_root(Path::new(CNI_RESULTS_DIR))) {
+            let mut results: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect();
+            results.sort();
+            paths.extend(results);
+        }
+    }
+    paths
 }
 
 /// Network devices to delete: the ports on each bridge (host ends of pod veths), then the bridge.
@@ -243,6 +296,7 @@ COMMIT
         vec![CniNetwork {
             name: "k0x".into(),
             bridges: vec![],
+            ipam_dirs: vec![],
         }]
     }
 
@@ -280,7 +334,8 @@ COMMIT
         fs::write(
             net_d.join("10-k0x.conflist"),
             r#"{"cniVersion":"1.0.0","name":"k0x-pods","plugins":[
-                {"type":"bridge","bridge":"kbr0","ipMasq":true},{"type":"portmap"}]}"#,
+                {"type":"bridge","bridge":"kbr0","ipMasq":true,
+                 "ipam":{"type":"host-local","dataDir":"/var/lib/k0x/cni"}},{"type":"portmap"}]}"#,
         )
         .unwrap();
         fs::write(
@@ -293,14 +348,49 @@ COMMIT
             [
                 CniNetwork {
                     name: "k0x-pods".into(),
-                    bridges: vec!["kbr0".into()]
+                    bridges: vec!["kbr0".into()],
+                    ipam_dirs: vec!["/var/lib/k0x/cni".into()],
                 },
                 CniNetwork {
                     name: "lo".into(),
-                    bridges: vec![]
+                    bridges: vec![],
+                    ipam_dirs: vec![],
                 }
             ]
         );
+    }
+
+    #[test]
+    fn cni_state_of_k0x_networks_only() {
+        let root = tempfile::tempdir().unwrap();
+        let leases = root.path().join("var/lib/cni/networks");
+        let results = root.path().join("var/lib/cni/results");
+        for dir in [leases.join("k0x"), leases.join("podman"), results.clone()] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        for file in ["k0x-c1-eth0", "k0x-c2-eth0", "podman-d1-eth0"] {
+            fs::write(results.join(file), "{}").unwrap();
+        }
+        let networks = k0x_networks(&root.path().join("no-config"));
+        assert_eq!(
+            state_paths(root.path(), &networks),
+            [
+                leases.join("k0x"),
+                results.join("k0x-c1-eth0"),
+                results.join("k0x-c2-eth0")
+            ]
+        );
+    }
+
+    #[test]
+    fn names_that_could_escape_a_directory_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("a.conflist"),
+            r#"{"name":"../etc","plugins":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(k0x_networks(dir.path())[0].name, DEFAULT_NETWORK);
     }
 
     #[test]
