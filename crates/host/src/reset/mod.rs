@@ -269,6 +269,8 @@ fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), Str
                 Err(format!("still running after SIGKILL: {left:?}"))
             }
         }
+        // Stopping a process may already have unmounted it (a shim tearing down a rootfs).
+        Step::Unmount { path } if !mounts::is_mount_point(path) => Ok(()),
         Step::Unmount { path } => mounts::unmount(path).map_err(|e| e.to_string()),
         Step::DeleteLink { name } => run("ip", &["link", "delete", name]),
         Step::Iptables { program, args } => run(
@@ -276,6 +278,13 @@ fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), Str
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
         ),
         Step::RemoveDir { path } => {
+            // Mounts that appeared after the plan was made (a dying kubelet's last volume).
+            for mount in mounts::mounts_under(dirs)
+                .iter()
+                .filter(|m| m.starts_with(path))
+            {
+                let _ = mounts::unmount(mount);
+            }
             let left = mounts::mounts_under(dirs);
             if let Some(mount) = left.iter().find(|m| m.starts_with(path)) {
                 return Err(format!(
