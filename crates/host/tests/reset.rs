@@ -34,6 +34,15 @@ impl Sleeper {
         Self(command.spawn().unwrap())
     }
 
+    fn spawn_shell(marker: &Path, script: &str) -> Self {
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .env("K0X_MANAGED", marker)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
     fn running(&mut self) -> bool {
         self.0.try_wait().unwrap().is_none()
     }
@@ -43,6 +52,44 @@ impl Drop for Sleeper {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Kills the shell's child when the test ends early, if that pid is still our `sleep 601`.
+struct KillIfStillSleeping(i32);
+
+impl Drop for KillIfStillSleeping {
+    fn drop(&mut self) {
+        let cmdline = fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+        if alive(self.0) && cmdline == b"sleep\0601\0" {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Running, as opposed to gone or a zombie waiting for a parent (here: a reaper we do not own).
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
+/// The pid a shell wrote to `path`, once it has written it (the shell runs concurrently).
+fn wait_for_pid_file(path: &Path) -> i32 {
+    loop {
+        if let Some(pid) = fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -163,6 +210,14 @@ fn reset_scenario_in_netns() {
     fs::write(results.join(format!("{NETWORK}-c1-eth0")), "{}").unwrap();
     fs::write(results.join("podman-d1-eth0"), "{}").unwrap();
     let mut marked = Sleeper::spawn(Some(data.root()));
+    // Like a container under a marked shim: a clean environment, but a marked parent.
+    let mut shim = Sleeper::spawn_shell(
+        data.root(),
+        &format!(
+            "env -u K0X_MANAGED sleep 601 & echo $! > {}/child.pid; wait",
+            base.display()
+        ),
+    );
     let mut unmarked = Sleeper::spawn(None);
     let mut other_k0x = Sleeper::spawn(Some(&base.join("another-data-dir")));
 
@@ -172,6 +227,8 @@ fn reset_scenario_in_netns() {
         ..ResetOptions::new(data.clone(), run.clone())
     };
 
+    let grandchild: i32 = wait_for_pid_file(&base.join("child.pid"));
+    let _reap = KillIfStillSleeping(grandchild);
     // Dry run: lists everything, does nothing.
     let steps = plan(&options).unwrap();
     for step in &steps {
@@ -184,7 +241,9 @@ fn reset_scenario_in_netns() {
             _ => vec![],
         })
         .collect();
-    assert_eq!(stopped, [marked.0.id() as i32]);
+    let mut expected = vec![marked.0.id() as i32, shim.0.id() as i32, grandchild];
+    expected.sort_unstable();
+    assert_eq!(stopped, expected);
     let unmounts: Vec<&Step> = steps
         .iter()
         .filter(|s| matches!(s, Step::Unmount { .. }))
@@ -209,6 +268,8 @@ fn reset_scenario_in_netns() {
     assert!(failed.is_empty(), "{failed:#?}");
 
     assert!(!marked.running(), "the marked process is gone");
+    assert!(!shim.running(), "the marked parent is gone");
+    assert!(!alive(grandchild), "its unmarked child is gone");
     assert!(unmarked.running(), "an unmarked process is untouched");
     assert!(
         other_k0x.running(),

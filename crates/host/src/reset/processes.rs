@@ -1,6 +1,7 @@
 //! Finding and ending processes a k0x started, by the `K0X_MANAGED=<data dir>` marker in their
 //! environment. The supervisor sets the marker on every child and children inherit it, so this
-//! also finds shims and helpers; a process without the marker is never signalled.
+//! also finds shims and helpers; container processes, which start from a clean environment, are
+//! found as descendants of a marked process. Nothing else is ever signalled.
 
 use std::fs;
 use std::path::Path;
@@ -21,19 +22,23 @@ pub struct MarkedProcess {
 }
 
 /// Every live process (other than this one) whose environment holds `K0X_MANAGED=<dir>` for one
-/// of `data_dirs` (the path as given and its canonical form).
+/// of `data_dirs` (the path as given and its canonical form), plus all their descendants: a
+/// container's processes get a fresh environment from their OCI spec, but they descend from a
+/// marked containerd shim.
 pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
     let wanted: Vec<Vec<u8>> = data_dirs
         .iter()
         .map(|dir| format!("{MARKER_VAR}={}", dir.display()).into_bytes())
         .collect();
     let me = std::process::id() as i32;
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found: Vec<MarkedProcess> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    let live: Vec<(i32, i32)> = all_pids()
+        .into_iter()
         .filter(|&pid| pid != me)
+        .filter_map(|pid| Some((pid, live_parent(pid)?)))
+        .collect();
+    let mut found: Vec<i32> = live
+        .iter()
+        .map(|&(pid, _)| pid)
         .filter(|&pid| {
             // Unreadable (gone, or a kernel thread) means not ours.
             fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
@@ -42,14 +47,48 @@ pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
                     .any(|var| wanted.iter().any(|w| w.as_slice() == var))
             })
         })
-        .filter(|&pid| is_alive(pid))
+        .collect();
+    // Add children of found processes until nothing new turns up.
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        let children: Vec<i32> = live
+            .iter()
+            .filter(|&&(pid, ppid)| ppid == parent && pid != me && !found.contains(&pid))
+            .map(|&(pid, _)| pid)
+            .collect();
+        found.extend(children);
+        index += 1;
+    }
+    found.sort_unstable();
+    found
+        .into_iter()
         .map(|pid| MarkedProcess {
             pid,
             command: command_line(pid),
         })
-        .collect();
-    found.sort_by_key(|p| p.pid);
-    found
+        .collect()
+}
+
+fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The parent pid of a live (not zombie) process.
+fn live_parent(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // State and ppid follow the command name, which is in parentheses and may contain spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    (state != "Z" && state != "X").then_some(ppid)
 }
 
 fn command_line(pid: i32) -> String {
@@ -66,12 +105,7 @@ fn command_line(pid: i32) -> String {
 
 /// Alive and not a zombie (a zombie has exited and only waits for its parent to reap it).
 fn is_alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may contain spaces.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
-    })
+    live_parent(pid).is_some()
 }
 
 /// Sends SIGTERM to every process, waits up to `grace`, then SIGKILLs what is left and waits
