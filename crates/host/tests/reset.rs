@@ -61,7 +61,7 @@ struct KillIfStillSleeping(i32);
 impl Drop for KillIfStillSleeping {
     fn drop(&mut self) {
         let cmdline = fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
-        if alive(self.0) && cmdline == b"sleep\0601\0" {
+        if alive(self.0) && cmdline == b"sleep\x00601\x00" {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.0),
                 nix::sys::signal::Signal::SIGKILL,
