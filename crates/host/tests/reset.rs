@@ -237,7 +237,7 @@ fn reset_scenario_in_netns() {
     let stopped: Vec<i32> = steps
         .iter()
         .flat_map(|s| match s {
-            Step::StopProcesses { processes } => processes.iter().map(|p| p.0).collect(),
+            Step::StopProcesses { processes, .. } => processes.iter().map(|p| p.0).collect(),
             _ => vec![],
         })
         .collect();

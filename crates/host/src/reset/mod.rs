@@ -6,6 +6,7 @@
 //! and the files `k0x sysinfo --fix` and `k0x install` wrote. Every step is idempotent, so
 //! running reset twice is fine, and [`plan`] lists the steps without doing any of them.
 
+mod cgroups;
 mod mounts;
 pub mod network;
 pub mod processes;
@@ -51,22 +52,45 @@ impl ResetOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Step {
-    StopProcesses { processes: Vec<(i32, String)> },
-    Unmount { path: PathBuf },
-    DeleteLink { name: String },
-    Iptables { program: String, args: Vec<String> },
-    RemoveDir { path: PathBuf },
-    RemoveFile { path: PathBuf },
+    StopProcesses {
+        processes: Vec<(i32, String)>,
+        /// Cgroups that held only descendants of marked processes (containers), removed once
+        /// the processes are gone.
+        cgroups: Vec<PathBuf>,
+    },
+    Unmount {
+        path: PathBuf,
+    },
+    DeleteLink {
+        name: String,
+    },
+    Iptables {
+        program: String,
+        args: Vec<String>,
+    },
+    RemoveDir {
+        path: PathBuf,
+    },
+    RemoveFile {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::StopProcesses { processes } => {
+            Step::StopProcesses { processes, cgroups } => {
                 write!(f, "stop {} k0x process(es):", processes.len())?;
                 processes
                     .iter()
-                    .try_for_each(|(pid, cmd)| write!(f, " {pid} ({cmd})"))
+                    .try_for_each(|(pid, cmd)| write!(f, " {pid} ({cmd})"))?;
+                if !cgroups.is_empty() {
+                    write!(f, "; then rmdir their cgroups:")?;
+                    cgroups
+                        .iter()
+                        .try_for_each(|dir| write!(f, " {}", dir.display()))?;
+                }
+                Ok(())
             }
             Step::Unmount { path } => write!(f, "umount {}", path.display()),
             Step::DeleteLink { name } => write!(f, "ip link delete {name}"),
@@ -194,6 +218,7 @@ pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
     );
     if !marked.is_empty() {
         steps.push(Step::StopProcesses {
+            cgroups: container_cgroups(&marked),
             processes: marked.into_iter().map(|p| (p.pid, p.command)).collect(),
         });
     }
@@ -260,13 +285,17 @@ pub fn reset(options: &ResetOptions) -> Result<Vec<Done>, ResetError> {
 
 fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), String> {
     match step {
-        Step::StopProcesses { processes } => {
+        Step::StopProcesses { processes, cgroups } => {
             let pids: Vec<i32> = processes.iter().map(|(pid, _)| *pid).collect();
             let left = processes::stop(&pids, options.grace);
-            if left.is_empty() {
+            if !left.is_empty() {
+                return Err(format!("still running after SIGKILL: {left:?}"));
+            }
+            let kept = cgroups::remove(cgroups);
+            if kept.is_empty() {
                 Ok(())
             } else {
-                Err(format!("still running after SIGKILL: {left:?}"))
+                Err(format!("cgroups left: {kept:?}"))
             }
         }
         // Stopping a process may already have unmounted it (a shim tearing down a rootfs).
@@ -348,6 +377,23 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
     }
+}
+
+/// Cgroups of the found processes that carry no marker (container processes) and that no
+/// marked process shares: a container's own cgroup, never the k0x unit's or a login session's.
+fn container_cgroups(found: &[processes::MarkedProcess]) -> Vec<PathBuf> {
+    let pids = |marked: bool| -> Vec<i32> {
+        found
+            .iter()
+            .filter(|p| p.marked == marked)
+            .map(|p| p.pid)
+            .collect()
+    };
+    let shared = cgroups::of_processes(&pids(true));
+    cgroups::of_processes(&pids(false))
+        .into_iter()
+        .filter(|dir| cgroups::is_cgroup_dir(dir) && !shared.contains(dir))
+        .collect()
 }
 
 /// The values the marker may hold: the data dir as given, absolute, and canonical.

@@ -19,6 +19,8 @@ pub const MARKER_VAR: &str = "K0X_MANAGED";
 pub struct MarkedProcess {
     pub pid: i32,
     pub command: String,
+    /// Carries the marker itself (false: found as a descendant of one that does).
+    pub marked: bool,
 }
 
 /// Every live process (other than this one) whose environment holds `K0X_MANAGED=<dir>` for one
@@ -48,6 +50,7 @@ pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
             })
         })
         .collect();
+    let carrying_marker = found.len();
     // Add children of found processes until nothing new turns up.
     let mut index = 0;
     while index < found.len() {
@@ -60,14 +63,17 @@ pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
         found.extend(children);
         index += 1;
     }
-    found.sort_unstable();
-    found
-        .into_iter()
-        .map(|pid| MarkedProcess {
+    let mut processes: Vec<MarkedProcess> = found
+        .iter()
+        .enumerate()
+        .map(|(index, &pid)| MarkedProcess {
             pid,
             command: command_line(pid),
+            marked: index < carrying_marker,
         })
-        .collect()
+        .collect();
+    processes.sort_by_key(|p| p.pid);
+    processes
 }
 
 fn all_pids() -> Vec<i32> {
