@@ -69,6 +69,50 @@ fn systemd_analyze_accepts_the_rendered_units() {
 }
 
 #[test]
+fn the_openrc_script_is_valid_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec![
+        "server".to_owned(),
+        "--data-dir".to_owned(),
+        "/srv/k 0x".to_owned(),
+    ];
+    let script = render_unit(
+        InitSystem::OpenRc,
+        Role::Controller,
+        Path::new("/usr/bin/k0x"),
+        &args,
+    )
+    .unwrap();
+    let path = dir.path().join("k0xcontroller");
+    fs::write(&path, &script).unwrap();
+    let check = |path: &Path| Command::new("sh").arg("-n").arg(path).output().unwrap();
+    let out = check(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The variables OpenRC reads come out as the shell sees them.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". {}; eval set -- $command_args; printf '%s|' \"$@\"",
+            path.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "server|--data-dir|/srv/k 0x|"
+    );
+
+    // A broken script is noticed, so the check above means something.
+    let broken = dir.path().join("broken");
+    fs::write(&broken, script.replace("depend() {", "depend() {{")).unwrap();
+    assert!(!check(&broken).status.success());
+}
+
+#[test]
 fn sysinfo_reports_this_machine() {
     let data = tempfile::tempdir().unwrap();
     let options = Options::new(DataDir::new(data.path().join("k0x")), true, true);

@@ -1,9 +1,10 @@
 //! `k0x reset`: removes what k0x created on this host, and nothing else.
 //!
-//! The order matters: processes first (they hold mounts and recreate files), then mounts
-//! deepest first, then the pod network, then the directories (only once no mount is left below
-//! them, so a recursive removal can never reach into another filesystem), then installed units
-//! and the files `k0x sysinfo --fix` and `k0x install` wrote. Every step is idempotent, so
+//! The order matters: processes first (they hold mounts and recreate files) and the emptied
+//! cgroups of their containers, then mounts deepest first, then the pod network and its CNI
+//! state, then the directories (only once no mount is left below them, so a recursive removal
+//! can never reach into another filesystem), then installed units and the files
+//! `k0x sysinfo --fix` and `k0x install` wrote. Every step is idempotent, so
 //! running reset twice is fine, and [`plan`] lists the steps without doing any of them.
 
 mod cgroups;
