@@ -3,6 +3,7 @@
 //! - [`units`]: the systemd and OpenRC service templates and their rendering.
 //! - [`install`]: writes a rendered unit (and a worker's join token) below a root, never starts it.
 //! - [`service`]: `k0x start` / `k0x stop` through the host's service manager.
+//! - [`notify`]: READY=1 / STOPPING=1 for the `Type=notify` units.
 //! - [`sysinfo`]: preflight checks with a one-line fix each, `--fix` for the safe ones, and
 //!   [`sysinfo::fatal_checks`] that `k0x server` / `k0x worker` run before starting anything.
 //! - [`reset`]: removes what k0x created (processes, mounts, dirs, CNI bridge and chains, units).
@@ -12,6 +13,7 @@
 
 mod fsutil;
 pub mod install;
+pub mod notify;
 pub mod reset;
 pub mod service;
 pub mod sysinfo;
