@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use k0x_host::sysinfo::{Options, RealHost, fix, run_checks};
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, OutputFormat};
 
 #[derive(Debug, Args)]
 pub struct SysinfoArgs {
@@ -18,8 +18,8 @@ pub struct SysinfoArgs {
     #[arg(long, value_enum, default_value_t = CheckRole::ControllerWorker)]
     pub role: CheckRole,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = SysinfoOutput::Text)]
-    pub output: SysinfoOutput,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
     /// Root below which `--fix` persists its files (for images and tests).
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
@@ -32,14 +32,8 @@ pub enum CheckRole {
     ControllerWorker,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SysinfoOutput {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Serialize)]
-struct JsonOutput<'a> {
+struct Structured<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     fixed: Option<&'a [fix::Fixed]>,
     #[serde(flatten)]
@@ -58,15 +52,14 @@ pub fn run(global: &GlobalArgs, args: &SysinfoArgs) -> anyhow::Result<()> {
     if fixed.is_some() {
         report = run_checks(&RealHost, &options);
     }
+    let structured = Structured {
+        fixed: fixed.as_deref(),
+        report: &report,
+    };
     match args.output {
-        SysinfoOutput::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&JsonOutput {
-                fixed: fixed.as_deref(),
-                report: &report,
-            })?
-        ),
-        SysinfoOutput::Text => {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&structured)?),
+        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&structured)?),
+        OutputFormat::Text => {
             for f in fixed.iter().flatten() {
                 match &f.error {
                     None => println!(
