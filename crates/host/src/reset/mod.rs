@@ -140,7 +140,7 @@ pub enum ResetError {
     )]
     ServiceActive { unit: String, state: String },
     #[error(
-        "refusing to remove {}: it is not a k0x directory (choose a dedicated --data-dir / --run-dir)",
+        "refusing to remove {}: it does not look like a k0x data or run directory; check --data-dir / --run-dir",
         .0.display()
     )]
     UnsafeDir(PathBuf),
@@ -413,18 +413,50 @@ fn marker_paths(data_dir: &Path) -> Vec<PathBuf> {
 /// The data and run dirs as absolute, canonical paths, after making sure neither is a system
 /// directory a typo could point at.
 fn k0x_dirs(options: &ResetOptions) -> Result<Vec<PathBuf>, ResetError> {
-    [options.data_dir.root(), options.run_dir.root()]
+    let data = options.data_dir.root();
+    let run = options.run_dir.root();
+    [(data, DATA_DIR_ENTRIES), (run, RUN_DIR_ENTRIES)]
         .into_iter()
-        .map(|dir| {
+        .map(|(dir, known)| {
             let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             let canonical = fs::canonicalize(&absolute).unwrap_or(absolute);
-            if is_system_dir(&canonical) {
+            if is_system_dir(&canonical) || !looks_like_k0x(&canonical, known) {
                 Err(ResetError::UnsafeDir(canonical))
             } else {
                 Ok(canonical)
             }
         })
         .collect()
+}
+
+/// Entries k0x creates in its data dir; a non-empty dir holding none of them is not k0x's (a
+/// `--data-dir` typo pointing at a home directory must not be wiped).
+const DATA_DIR_ENTRIES: &[&str] = &[
+    ".lock",
+    "bin",
+    "pki",
+    "etcd",
+    "containerd",
+    "kubelet",
+    "manifests",
+    "etc",
+];
+/// Entries k0x creates in its run dir (besides `<component>.pid` files).
+const RUN_DIR_ENTRIES: &[&str] = &["k0x.sock", "status", "containerd"];
+
+/// True when `dir` is missing, empty, or holds at least one entry k0x creates there.
+fn looks_like_k0x(dir: &Path, known: &[&str]) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return true;
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.is_empty()
+        || names
+            .iter()
+            .any(|n| known.contains(&n.as_str()) || n.ends_with(".pid"))
 }
 
 /// `/`, a top-level directory, or a well-known system directory.
@@ -494,6 +526,24 @@ mod tests {
         for dir in ["/var/lib/k0x", "/run/k0x", "/tmp/x"] {
             assert!(!is_system_dir(Path::new(dir)), "{dir}");
         }
+    }
+
+    #[test]
+    fn a_dir_holding_nothing_of_k0x_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        fs::create_dir_all(home.join("photos")).unwrap();
+        let options = ResetOptions::new(DataDir::new(&home), RunDir::new(tmp.path().join("run")));
+        assert!(matches!(plan(&options), Err(ResetError::UnsafeDir(p)) if p == home));
+        fs::create_dir(home.join("pki")).unwrap();
+        assert!(plan(&options).is_ok());
+        assert!(looks_like_k0x(
+            &tmp.path().join("missing"),
+            DATA_DIR_ENTRIES
+        ));
+        fs::create_dir(tmp.path().join("run")).unwrap();
+        fs::write(tmp.path().join("run/etcd.pid"), "1").unwrap();
+        assert!(looks_like_k0x(&tmp.path().join("run"), RUN_DIR_ENTRIES));
     }
 
     #[test]
