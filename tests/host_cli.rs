@@ -134,3 +134,56 @@ fn sysinfo_json_lists_every_check() {
         "exit status follows fatal failures"
     );
 }
+
+#[test]
+fn reset_while_k0x_holds_the_lock_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("pki")).unwrap();
+    // Another process holds the lock, as a running k0x does.
+    let mut holder = Holder(
+        // --no-fork: flock execs the shell, which execs sleep, so one process holds the lock.
+        Command::new("flock")
+            .arg("--no-fork")
+            .arg(data.join(".lock"))
+            .args(["-c", "echo locked; exec sleep 600"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "locked\n");
+    let root = dir.path().join("root");
+    let out = k0x(&[
+        "reset",
+        "--root",
+        root.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--run-dir",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("k0x is running") && err.contains("k0x stop"),
+        "{err}"
+    );
+    assert!(data.join("pki").exists());
+}
+
+/// Ends the lock holder when the test ends, also on failure.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
