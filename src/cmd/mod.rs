@@ -3,11 +3,15 @@
 pub mod completion;
 pub mod config;
 pub mod etcd;
+pub mod install;
 pub mod kubeconfig;
 pub mod kubectl;
 pub mod pki;
+pub mod reset;
 pub mod server;
+pub mod service;
 pub mod status;
+pub mod sysinfo;
 pub mod token;
 pub mod user;
 pub mod version;
@@ -43,6 +47,16 @@ pub enum Command {
     Token(token::TokenArgs),
     /// List the controllers' etcd members, or remove one.
     Etcd(etcd::EtcdArgs),
+    /// Install the k0x service unit (systemd or OpenRC); does not start it.
+    Install(install::InstallArgs),
+    /// Start the installed k0x service.
+    Start,
+    /// Stop the installed k0x service.
+    Stop,
+    /// Check the host for what k0x needs; --fix applies the safe fixes.
+    Sysinfo(sysinfo::SysinfoArgs),
+    /// Remove everything k0x created on this host (refused while k0x runs).
+    Reset(reset::ResetArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -60,5 +74,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(args) => pki::run(global, &args),
         Command::Token(args) => token::run(global, &args),
         Command::Etcd(args) => etcd::run(global, &args),
+        Command::Install(args) => install::run(global, &args),
+        Command::Start => service::run_action(k0x_host::service::Action::Start),
+        Command::Stop => service::run_action(k0x_host::service::Action::Stop),
+        Command::Sysinfo(args) => sysinfo::run(global, &args),
+        Command::Reset(args) => reset::run(global, &args),
     }
 }

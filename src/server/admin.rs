@@ -181,7 +181,7 @@ impl AdminHandler for AdminRouter {
             ),
             (_, method) => refuse(
                 StatusCode::NOT_FOUND,
-                format!("no admin endpoint {method} {path}"),
+                &format!("no admin endpoint {method} {path}"),
             ),
         }
     }

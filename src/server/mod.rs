@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use k0x_assets::{Payload, Progress};
 use k0x_config::{ClusterConfig, DataDir, RunDir};
+use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_node::{NodeContext, NodeFacts};
 use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
@@ -45,6 +46,19 @@ pub fn run(
             run.root().display()
         )
     })?;
+    let ended = k0x_supervisor::end_orphans(&run, &lock).with_context(|| {
+        format!(
+            "cannot end the leftovers of a previous k0x in {}",
+            run.root().display()
+        )
+    })?;
+    if !ended.is_empty() {
+        tracing::warn!(
+            count = ended.len(),
+            "ended processes left by a previous k0x"
+        );
+    }
+    preflight(&config, &data, options.role)?;
     install_components(&data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -67,6 +81,36 @@ pub fn run(
     };
     let plan = Plan::prepare(NodeContext::new(config, data, run, facts), options)?;
     runtime.block_on(serve(plan, lock))
+}
+
+/// The host checks a node cannot run without (sysinfo's fatal ones), on the ports this
+/// configuration uses.
+fn preflight(config: &ClusterConfig, data: &DataDir, role: Role) -> anyhow::Result<()> {
+    let mut options = sysinfo::Options::new(data.clone(), role.controller, role.worker);
+    let spec = &config.spec;
+    options.ports.clear();
+    if role.controller {
+        options.ports.extend([
+            (spec.storage.etcd.client_port, "etcd client"),
+            (spec.storage.etcd.peer_port, "etcd peer"),
+            (spec.api.port, "kube-apiserver"),
+            (spec.api.k0x_api_port, "k0x join API"),
+        ]);
+        options.ports.extend(&sysinfo::CONTROLLER_PORTS[4..]);
+    }
+    if role.worker {
+        options.ports.extend(sysinfo::WORKER_PORTS);
+    }
+    let report = sysinfo::fatal_checks(&options)?;
+    for check in report
+        .checks
+        .iter()
+        .filter(|c| c.status != sysinfo::Status::Pass)
+    {
+        let fix = check.fix.as_deref().unwrap_or_default();
+        tracing::warn!(check = %check.id, "host check: {} {fix}", check.detail);
+    }
+    Ok(())
 }
 
 /// Puts the payload's binaries into `bin/`; without a payload, whatever `bin/` holds is used.
@@ -123,6 +167,10 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
                 plan.specs.len(),
                 plan.unavailable.len()
             );
+            let summary = format!("{} components ready", plan.specs.len());
+            if let Err(err) = notify::ready(&summary) {
+                tracing::warn!(%err, "cannot tell systemd that k0x is ready");
+            }
             serve_until_signal(join_api, stopped(), &mut terminate, &mut interrupt).await
         }
         Some(Err(err)) => Err(err.into()),
@@ -131,6 +179,9 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
             Ok(())
         }
     };
+    if let Err(err) = notify::stopping() {
+        tracing::warn!(%err, "cannot tell systemd that k0x is stopping");
+    }
     let _ = stop_tx.send(true);
     supervisor.stop().await;
     let _ = admin_task.await;

@@ -1,0 +1,20 @@
+//! Host integration of k0x: everything that touches the machine outside the data and run dirs.
+//!
+//! - [`units`]: the systemd and OpenRC service templates and their rendering.
+//! - [`install`]: writes a rendered unit (and a worker's join token) below a root, never starts it.
+//! - [`service`]: `k0x start` / `k0x stop` through the host's service manager.
+//! - [`notify`]: READY=1 / STOPPING=1 for the `Type=notify` units.
+//! - [`sysinfo`]: preflight checks with a one-line fix each, `--fix` for the safe ones, and
+//!   [`sysinfo::fatal_checks`] that `k0x server` / `k0x worker` run before starting anything.
+//! - [`reset`]: removes what k0x created (processes, mounts, dirs, CNI bridge and chains, units).
+//!
+//! Host side effects of the checks go through the [`sysinfo::Host`] trait so every check is
+//! tested against fakes as well as against this machine.
+
+mod fsutil;
+pub mod install;
+pub mod notify;
+pub mod reset;
+pub mod service;
+pub mod sysinfo;
+pub mod units;

@@ -1,0 +1,114 @@
+//! The host as the checks see it: a small trait so each check runs against fakes in unit tests
+//! and against this machine through [`RealHost`].
+
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// Everything a check reads from or does to the host.
+pub trait Host {
+    /// Reads a text file such as `/proc/swaps` or `/proc/sys/net/ipv4/ip_forward`.
+    fn read(&self, path: &str) -> io::Result<String>;
+    /// True when `path` exists (e.g. `/sys/module/overlay`).
+    fn exists(&self, path: &str) -> bool;
+    /// Finds an executable in `extra_dir` (the data dir's `bin/`) or on PATH.
+    fn find_binary(&self, name: &str, extra_dir: &Path) -> Option<PathBuf>;
+    /// True when a TCP listener cannot bind `port` on all addresses because it is taken.
+    fn port_in_use(&self, port: u16) -> io::Result<bool>;
+    /// True when the filesystem holding `path` (or its nearest existing parent) is mounted noexec.
+    fn noexec(&self, path: &Path) -> io::Result<bool>;
+    fn now(&self) -> SystemTime;
+    fn hostname(&self) -> io::Result<String>;
+    /// Sets a sysctl at runtime (`net.ipv4.ip_forward` -> `/proc/sys/net/ipv4/ip_forward`).
+    fn write_sysctl(&self, key: &str, value: &str) -> io::Result<()>;
+    /// Loads a kernel module.
+    fn load_module(&self, name: &str) -> io::Result<()>;
+}
+
+/// This machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealHost;
+
+/// The `/proc/sys` file of a sysctl key.
+pub fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+impl Host for RealHost {
+    fn read(&self, path: &str) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        Path::new(path).exists()
+    }
+
+    fn find_binary(&self, name: &str, extra_dir: &Path) -> Option<PathBuf> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        std::iter::once(extra_dir.to_path_buf())
+            .chain(path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from))
+            .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate))
+    }
+
+    fn port_in_use(&self, port: u16) -> io::Result<bool> {
+        match TcpListener::bind(("0.0.0.0", port)) {
+            Ok(_) => Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => Ok(true),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn noexec(&self, path: &Path) -> io::Result<bool> {
+        let existing = path
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        let stat = nix::sys::statvfs::statvfs(existing).map_err(io::Error::from)?;
+        Ok(stat.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn hostname(&self) -> io::Result<String> {
+        nix::unistd::gethostname()
+            .map_err(io::Error::from)
+            .map(|name| name.to_string_lossy().into_owned())
+    }
+
+    fn write_sysctl(&self, key: &str, value: &str) -> io::Result<()> {
+        std::fs::write(sysctl_path(key), value)
+    }
+
+    fn load_module(&self, name: &str) -> io::Result<()> {
+        let output =
+            Command::new("modprobe")
+                .arg(name)
+                .output()
+                .map_err(|err| match err.kind() {
+                    io::ErrorKind::NotFound => {
+                        io::Error::new(io::ErrorKind::NotFound, "modprobe not found (install kmod)")
+                    }
+                    _ => err,
+                })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "modprobe {name}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

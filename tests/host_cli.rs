@@ -1,0 +1,189 @@
+//! The host subcommands through the real `k0x` binary: install below a root, sysinfo as JSON,
+//! reset of a data dir, and the one-line errors users see.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+fn k0x(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_k0x"))
+        .args(args)
+        .env_remove("K0X_DATA_DIR")
+        .env_remove("K0X_RUN_DIR")
+        .env_remove("K0X_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn install_worker_below_a_root_then_reset_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let token = dir.path().join("worker.token");
+    fs::write(&token, "k0x1.eyJyb2xlIjoid29ya2VyIn0\n").unwrap();
+    let root_arg = root.to_str().unwrap();
+    let out = k0x(&[
+        "install",
+        "worker",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--root",
+        root_arg,
+        "--data-dir",
+        "/srv/k0x",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let unit = fs::read_to_string(root.join("etc/systemd/system/k0xworker.service")).unwrap();
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(
+        exec.ends_with(" worker --token-file /etc/k0x/worker-token --data-dir /srv/k0x"),
+        "{exec}"
+    );
+    let stored = root.join("etc/k0x/worker-token");
+    assert_eq!(
+        fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A different unit is refused with one line naming the file and the flag.
+    let out = k0x(&[
+        "install",
+        "worker",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--root",
+        root_arg,
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("k0xworker.service") && err.contains("--force"),
+        "{err}"
+    );
+
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("pki")).unwrap();
+    // Point the network part at a CNI config naming a network nobody else has.
+    fs::create_dir_all(data.join("etc")).unwrap();
+    fs::write(
+        data.join("etc/10-k0x.conflist"),
+        r#"{"name":"k0x-cli-test-none","plugins":[]}"#,
+    )
+    .unwrap();
+    let data_arg = data.to_str().unwrap();
+    let run = dir.path().join("run");
+    let run_arg = run.to_str().unwrap();
+    let dry = k0x(&[
+        "reset",
+        "--dry-run",
+        "--root",
+        root_arg,
+        "--data-dir",
+        data_arg,
+        "--run-dir",
+        run_arg,
+    ]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(text(&dry.stdout).contains(&format!("would rm -r {data_arg}")));
+    assert!(data.exists() && stored.exists());
+
+    for _ in 0..2 {
+        let out = k0x(&[
+            "reset",
+            "--root",
+            root_arg,
+            "--data-dir",
+            data_arg,
+            "--run-dir",
+            run_arg,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert!(!data.exists() && !stored.exists());
+}
+
+#[test]
+fn sysinfo_json_lists_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = k0x(&[
+        "sysinfo",
+        "-o",
+        "json",
+        "--role",
+        "worker",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = json["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["id"] == "port:10250"));
+    assert!(
+        !checks.iter().any(|c| c["id"] == "port:6443"),
+        "worker only"
+    );
+    let fatal = checks.iter().any(|c| c["fatal"] == true);
+    assert_eq!(
+        out.status.success(),
+        !fatal,
+        "exit status follows fatal failures"
+    );
+}
+
+#[test]
+fn reset_while_k0x_holds_the_lock_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("pki")).unwrap();
+    // Another process holds the lock, as a running k0x does.
+    let mut holder = Holder(
+        // --no-fork: flock execs the shell, which execs sleep, so one process holds the lock.
+        Command::new("flock")
+            .arg("--no-fork")
+            .arg(data.join(".lock"))
+            .args(["-c", "echo locked; exec sleep 600"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "locked\n");
+    let root = dir.path().join("root");
+    let out = k0x(&[
+        "reset",
+        "--root",
+        root.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--run-dir",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("k0x is running") && err.contains("k0x stop"),
+        "{err}"
+    );
+    assert!(data.join("pki").exists());
+}
+
+/// Ends the lock holder when the test ends, also on failure.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
