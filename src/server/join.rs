@@ -10,7 +10,7 @@ use k0x_etcd::{Client, ClientTls};
 use k0x_join::admin::TokenAdmin;
 use k0x_join::api::WorkerSettings;
 use k0x_join::ratelimit::RateLimit;
-use k0x_join::{CaSigner, JoinServer, JoinServerConfig, TokenStore};
+use k0x_join::{JoinServer, JoinServerConfig, TokenStore};
 use tokio::net::TcpListener;
 
 use super::Plan;
@@ -31,7 +31,6 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
     let ctx = &plan.ctx;
     let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(ctx))?;
     let ca_pem = read(&ctx.data.pki_cert(pki_names::CA))?;
-    let ca_key = read(&ctx.data.pki_key(pki_names::CA))?;
     let port = ctx.config.spec.api.k0x_api_port;
     let join_urls = vec![format!("https://{}:{port}", url_host(ctx.node.address))];
     let network = &ctx.config.spec.network;
@@ -52,8 +51,7 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
         .into(),
         worker_profile: None,
     };
-    let signer = CaSigner::from_pem(&ca_pem, &ca_key, k0x_pki::LEAF_VALIDITY.unsigned_abs())
-        .map_err(|why| anyhow::anyhow!("cluster CA: {why}"))?;
+    let signer = k0x_pki::load_cluster_ca(&ctx.data)?;
     // The apiserver's serving certificate already names every address of this host plus
     // spec.api.address and sans: exactly the hosts a token's join URLs can name.
     let server = JoinServer::new(JoinServerConfig {

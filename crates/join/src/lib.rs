@@ -22,6 +22,6 @@ pub mod token;
 
 pub use client::{JoinClient, JoinError, WorkerJoin};
 pub use server::{JoinServer, JoinServerConfig};
-pub use signer::{CaSigner, ClientSubject, CsrSigner};
+pub use signer::{ClientSubject, CsrSigner};
 pub use store::{NodeRegistry, TokenStore};
 pub use token::{Role, Token, TokenError};

@@ -97,23 +97,37 @@ impl CertificateAuthority {
             (Some(_), None) => return Err(half_ca(&key_path, &cert_path)),
             (None, Some(_)) => return Err(half_ca(&cert_path, &key_path)),
         };
-        let cert = CertInfo::parse(&cert_path, &cert_pem)?;
-        let key = keys::parse(&key_path, &key_pem)?;
+        Self::parse(&cert_path, &cert_pem, &key_path, &key_pem).map(Some)
+    }
+
+    /// A CA from its certificate and key in PEM (a joining controller's, a test's).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
+        Self::parse(
+            Path::new("CA certificate"),
+            cert_pem,
+            Path::new("CA key"),
+            key_pem,
+        )
+    }
+
+    fn parse(cert_path: &Path, cert_pem: &str, key_path: &Path, key_pem: &str) -> Result<Self> {
+        let cert = CertInfo::parse(cert_path, cert_pem)?;
+        let key = keys::parse(key_path, key_pem)?;
         if !cert.matches_key(&key) {
             return Err(PkiError::material(
-                &cert_path,
+                cert_path,
                 format!("does not belong to the key {}", key_path.display()),
                 "restore the matching CA certificate and key pair from a backup",
             ));
         }
         if !cert.is_ca {
             return Err(PkiError::material(
-                &cert_path,
+                cert_path,
                 "is not a CA certificate (basicConstraints CA:FALSE)",
                 "restore the CA from a backup",
             ));
         }
-        Ok(Some(Self { cert, key }))
+        Ok(Self { cert, key })
     }
 
     /// Writes the key (0600), then the certificate (0644) under `data` as `name`, durably.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use k0x_etcd::testing::TestEtcd;
 use k0x_join::api::{CertAndKey, ControllerSecrets, ServiceAccountKeys, WorkerSettings};
 use k0x_join::ratelimit::RateLimit;
-use k0x_join::{CaSigner, JoinServer, JoinServerConfig, Role, Token, TokenStore};
+use k0x_join::{JoinServer, JoinServerConfig, Role, Token, TokenStore};
+use k0x_pki::CertificateAuthority;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -115,9 +116,7 @@ impl JoinApi {
         rate_limit: RateLimit,
         allow_node_rekey: bool,
     ) -> Self {
-        let signer =
-            CaSigner::from_pem(&ca.cert_pem, &ca.key_pem, Duration::from_secs(365 * 86_400))
-                .unwrap();
+        let signer = CertificateAuthority::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
         let etcd_ca = TestCa::new("etcd-ca");
         let front_proxy_ca = TestCa::new("front-proxy-ca");
         let sa = KeyPair::generate().unwrap();
