@@ -22,4 +22,4 @@ mod validate;
 pub use error::{ConfigErrors, Diagnostic, Severity};
 pub use k0s::K0S_ONLY_FIELDS;
 pub use load::{Checked, STDIN, check_file, check_yaml, source_name};
-pub use validate::{COMPONENTS, Problem, is_dns_label, is_dns_name};
+pub use validate::{COMPONENTS, Problem, is_dns_label, is_dns_name, is_node_name};

@@ -122,6 +122,12 @@ pub fn is_dns_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
+/// A Kubernetes node name: a lowercase RFC 1123 subdomain (dot-separated labels of a-z, 0-9 and
+/// inner '-', at most 253 characters). Node crate, pki and host checks share this one rule.
+pub fn is_node_name(name: &str) -> bool {
+    is_dns_name(name) && !name.ends_with('.') && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// One DNS label (also the rule for worker profile names, which name ConfigMaps).
 pub fn is_dns_label(label: &str) -> bool {
     !label.is_empty()

@@ -126,16 +126,7 @@ fn node_name() -> Result<String, NodeError> {
 
 /// Checks that `name` is a DNS subdomain (RFC 1123), as Kubernetes requires of node names.
 fn valid_node_name(name: &str) -> Result<String, NodeError> {
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if name.len() <= 253 && name.split('.').all(label_ok) {
+    if k0x_config::is_node_name(name) {
         Ok(name.to_owned())
     } else {
         Err(NodeError::HostDetection {

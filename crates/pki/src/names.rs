@@ -35,16 +35,7 @@ pub fn validate_group(group: &str) -> Result<()> {
 
 /// Checks a node name (a lowercase DNS subdomain, as Kubernetes requires for Node objects).
 pub fn validate_node_name(name: &str) -> Result<()> {
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.split('.').all(label_ok) {
+    if !k0x_config::is_node_name(name) {
         return Err(PkiError::Input(format!(
             "node name {name:?} is invalid: use lowercase letters, digits, '-' and '.' \
              (a DNS subdomain of at most 253 characters)"

@@ -330,7 +330,7 @@ fn node_name(host: &dyn Host, explicit: Option<&str>) -> Check {
         None => "set a valid hostname with hostnamectl set-hostname NAME".to_owned(),
     };
     let lower = name.to_ascii_lowercase();
-    if !is_dns_subdomain(&lower) {
+    if !k0x_config::is_node_name(&lower) {
         Check::fail(
             id,
             format!(
@@ -350,20 +350,6 @@ fn node_name(host: &dyn Host, explicit: Option<&str>) -> Check {
     } else {
         Check::pass(id, name)
     }
-}
-
-/// A lowercase RFC 1123 subdomain: dot-separated labels of a-z, 0-9 and inner '-'.
-fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]
