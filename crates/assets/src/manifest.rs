@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -155,20 +154,7 @@ impl BinManifest {
 
 /// Writes `bytes` to `path` via a temp file in the same directory, fsync'd, then renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|err| {
-        let _ = fs::remove_file(&tmp);
+    k0x_config::fsutil::write_atomic(path, bytes, mode).map_err(|err| {
         if crate::error::is_no_space(&err) {
             AssetsError::NoSpace {
                 dir: path.parent().unwrap_or(path).to_path_buf(),

@@ -6,6 +6,7 @@
 //! [`ClusterConfig::load`] reads a configuration file and reports every problem in it, one line
 //! each, as `FILE:LINE:COL: FIELD.PATH: what is wrong (how to fix it)`.
 
+pub mod fsutil;
 pub mod layout;
 
 pub use layout::{DataDir, RunDir, pki_names};

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use k0x_config::layout;
 use serde::Serialize;
 
-use crate::fsutil::write_atomic;
 use crate::units::{InitSystem, RenderError, Role, render_unit};
+use k0x_config::fsutil::write_atomic;
 
 /// Where `k0x install worker` stores the join token on the host (mode 0600).
 pub const WORKER_TOKEN_PATH: &str = "/etc/k0x/worker-token";

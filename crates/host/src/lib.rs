@@ -11,7 +11,6 @@
 //! Host side effects of the checks go through the [`sysinfo::Host`] trait so every check is
 //! tested against fakes as well as against this machine.
 
-mod fsutil;
 pub mod install;
 pub mod notify;
 pub mod reset;

@@ -4,9 +4,6 @@
 //! rendering error leaves the disk untouched. Each write goes to a temporary file in the same
 //! directory, is fsynced and renamed into place, so a crash never leaves half a config.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k0x_config::layout::ensure_dir;
@@ -37,34 +34,9 @@ impl RenderedFile {
         if !dir.exists() {
             ensure_dir(dir, 0o700).map_err(NodeError::write(dir))?;
         }
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = write_synced(&tmp, self.contents.as_bytes(), self.mode)
-            .and_then(|()| fs::rename(&tmp, &self.path));
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(NodeError::write(&self.path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(NodeError::write(dir))
+        k0x_config::fsutil::write_atomic(&self.path, self.contents.as_bytes(), self.mode)
+            .map_err(NodeError::write(&self.path))
     }
-}
-
-fn write_synced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 /// A directory a component needs, with the exact mode it must have.
@@ -90,6 +62,9 @@ impl DirSpec {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -393,14 +393,7 @@ async fn wait_until_ready<H: Host>(
     }
 }
 
-/// Writes `contents` to a temporary file beside `path` and renames it into place.
+/// Writes a pid file atomically (readable by all, like any pid file).
 pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    k0x_config::fsutil::write_atomic(path, contents, 0o644)
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::host::Host;
 use super::{Remedy, Report};
-use crate::fsutil::write_atomic;
+use k0x_config::fsutil::write_atomic;
 
 /// Modules k0x loads at boot, relative to the root.
 pub const MODULES_LOAD_FILE: &str = "etc/modules-load.d/k0x.conf";

@@ -1,4 +1,7 @@
-//! Small filesystem helpers: atomic writes with an exact mode.
+//! The one way k0x writes a file: atomically, with an exact mode.
+//!
+//! Every crate writes configuration, pid files, manifests and unit files through here, so a crash
+//! or a full disk never leaves a half-written file behind and modes never depend on the umask.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -8,7 +11,7 @@ use std::path::Path;
 /// Writes `contents` to `path` through a temporary file in the same directory, fsynced and renamed
 /// into place, so a crash leaves either the old file or the new one. The parent directory is
 /// created with mode `0755` when missing.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
