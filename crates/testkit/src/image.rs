@@ -12,14 +12,26 @@ use sha2::{Digest, Sha256};
 /// The applets linked to busybox in the image (what the tests run inside containers).
 pub const APPLETS: &[&str] = &["sh", "ip", "echo", "cat", "sleep", "hostname"];
 
-/// Writes a docker-archive image tagged `tag` (e.g. `k0x.test/busybox:latest`) to `out`.
+/// Writes a docker-archive image tagged `tag` (e.g. `k0x.test/busybox:latest`) whose default
+/// command is `/bin/sh` to `out`.
 pub fn busybox_image(busybox: &Path, tag: &str, out: &Path) -> io::Result<()> {
+    busybox_image_with_cmd(busybox, tag, &["/bin/sh"], out)
+}
+
+/// Like [`busybox_image`] with another default command (e.g. a long `sleep`, which makes the
+/// image a stand-in for the pod sandbox "pause" image when no registry is reachable).
+pub fn busybox_image_with_cmd(
+    busybox: &Path,
+    tag: &str,
+    cmd: &[&str],
+    out: &Path,
+) -> io::Result<()> {
     let layer = busybox_layer(busybox)?;
     let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
     let config = json!({
         "architecture": oci_arch(),
         "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"] },
+        "config": { "Env": ["PATH=/bin"], "Cmd": cmd },
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     })
     .to_string();
