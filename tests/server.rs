@@ -69,6 +69,21 @@ fn single_node_runs_etcd_and_containerd_and_reports_missing_kube_components() {
         );
     }
 
+    let yaml = node.k0x().args(["status", "-o", "yaml"]).output().unwrap();
+    let yaml = String::from_utf8_lossy(&yaml.stdout);
+    assert!(
+        yaml.contains("name: etcd") && yaml.contains("state: ready"),
+        "status -o yaml: {yaml}"
+    );
+    let table = node.k0x().arg("status").output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("etcd ") && l.contains(" ready ")),
+        "status table: {table}"
+    );
+
     let health = node.etcdctl(&["endpoint", "health"]);
     assert!(
         health.status.success(),
