@@ -336,3 +336,48 @@ fn disabled_components_are_reported_and_unknown_names_refused() {
     );
     assert_clean_stop(&mut node, Signal::SIGTERM);
 }
+
+/// A signal while k0x still waits for a component to become ready stops what was started and
+/// exits 0.
+#[test]
+fn a_signal_during_start_stops_cleanly() {
+    let Some(mut node) = Node::new("a_signal_during_start_stops_cleanly") else {
+        return;
+    };
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/never-ready.sh");
+    std::fs::copy(&fixture, node.bin().join("kube-apiserver")).unwrap();
+    node.start(&[]);
+    node.wait_status("kube-apiserver launched, not ready", |s| {
+        state(s, "etcd") == "ready" && state(s, "kube-apiserver") == "starting"
+    });
+    assert_clean_stop(&mut node, Signal::SIGTERM);
+    assert!(
+        node.log().contains("signal during start"),
+        "the stop did not happen during start:\n{}",
+        node.log()
+    );
+}
+
+/// k0x killed with SIGKILL takes its children with it (parent-death signal); a new k0x on the
+/// same data dir starts cleanly and finds the data.
+#[test]
+fn a_new_server_recovers_after_k0x_was_killed() {
+    let Some(mut node) = Node::new("a_new_server_recovers_after_k0x_was_killed") else {
+        return;
+    };
+    node.start(WORKER);
+    node.wait_ready(&["etcd", "containerd"]);
+    node.etcd_put("/k0x-test/after-kill", "kept");
+    let killed = node.stop(Signal::SIGKILL);
+    assert!(!killed.success());
+    assert!(
+        common::wait_until(|| node.marked_processes().is_empty()),
+        "children outlived a killed k0x: {:?}",
+        node.marked_processes()
+    );
+    node.start(WORKER);
+    node.wait_ready(&["etcd", "containerd"]);
+    assert_eq!(node.etcd_get("/k0x-test/after-kill"), "kept");
+    assert_clean_stop(&mut node, Signal::SIGTERM);
+}
