@@ -58,6 +58,20 @@ fn ready_at(log: &str, component: &str) -> String {
     events[0].0.clone()
 }
 
+/// The argv the node crate generates for each fixtured component from the same config, data
+/// dir and host facts.
+fn expected_args(node: &Node) -> BTreeMap<&'static str, Vec<String>> {
+    let config = k0x_config::ClusterConfig::load(&node.config).unwrap();
+    let data = node.layout();
+    let facts = k0x_node::NodeFacts::detect(&config, &data).unwrap();
+    let ctx = k0x_node::NodeContext::new(config, data, k0x_config::RunDir::new(&node.run), facts);
+    k0x_node::controller_components()
+        .iter()
+        .filter(|c| FIXTURED.contains(&c.name()))
+        .map(|c| (c.name(), c.spec(&ctx).unwrap().args))
+        .collect()
+}
+
 #[test]
 fn control_plane_starts_in_order_with_the_generated_flags() {
     let test = "control_plane_starts_in_order_with_the_generated_flags";
@@ -122,12 +136,17 @@ fn control_plane_starts_in_order_with_the_generated_flags() {
         );
     }
 
+    let expected = expected_args(&node);
     let data = node.data.display().to_string();
     for (name, record) in [
         ("kube-apiserver", &apiserver),
         ("kube-scheduler", &scheduler),
         ("kube-controller-manager", &kcm),
     ] {
+        assert_eq!(
+            &record.args, &expected[name],
+            "{name}: the fixture's argv differs from the generated spec"
+        );
         let contract = FlagContract::for_component(name).unwrap();
         assert_eq!(
             contract.violations(&record.args),
