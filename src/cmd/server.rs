@@ -19,6 +19,8 @@ pub struct ServerArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
+    // Refuse unknown names before anything is locked or written (the PKI comes first).
+    k0x_node::filter_disabled(Vec::new(), &args.disable_components)?;
     let config = global.load_config()?;
     let options = ServerOptions {
         role: Role {

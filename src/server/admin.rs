@@ -87,6 +87,8 @@ impl ComponentView {
 #[derive(Debug, Clone)]
 pub struct StatusSource {
     base: NodeStatus,
+    /// Components the supervisor will run, listed as waiting until it has launched them.
+    planned: Vec<String>,
     not_running: Vec<ComponentView>,
     live: watch::Receiver<Vec<ComponentStatus>>,
 }
@@ -113,6 +115,7 @@ impl StatusSource {
         };
         Self {
             base,
+            planned: plan.specs.iter().map(|spec| spec.name.clone()).collect(),
             not_running,
             live,
         }
@@ -126,6 +129,13 @@ impl StatusSource {
             .iter()
             .map(ComponentView::supervised)
             .collect();
+        let unlaunched: Vec<ComponentView> = self
+            .planned
+            .iter()
+            .filter(|name| !status.components.iter().any(|c| &c.name == *name))
+            .map(|name| ComponentView::not_running(name, "waiting", "not launched yet"))
+            .collect();
+        status.components.extend(unlaunched);
         status.components.extend(self.not_running.iter().cloned());
         status
     }

@@ -7,202 +7,18 @@
 mod support;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k0x_node::{NodeContext, paths, worker_components};
 use k0x_supervisor::{Probe, Spec};
+use k0x_testkit::cni::{PodNetwork, random_suffix};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use support::ChildGuard;
 
 const NAMESPACE: &str = "k0x-test";
 const IMAGE: &str = "k0x.test/busybox:latest";
-
-fn random_suffix() -> String {
-    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
-}
-
-/// A docker-archive image whose single layer holds /bin/busybox and applet links.
-fn busybox_image(busybox: &Path, out: &Path) {
-    let mut layer = tar::Builder::new(Vec::new());
-    let mut dir = tar::Header::new_gnu();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
-    for name in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
-        layer
-            .append_data(&mut dir.clone(), name, std::io::empty())
-            .unwrap();
-    }
-    let binary = fs::read(busybox).unwrap();
-    let mut file = tar::Header::new_gnu();
-    file.set_mode(0o755);
-    file.set_size(binary.len() as u64);
-    layer
-        .append_data(&mut file, "bin/busybox", binary.as_slice())
-        .unwrap();
-    for applet in ["sh", "ip", "echo", "cat"] {
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        link.set_mode(0o777);
-        layer
-            .append_link(&mut link, format!("bin/{applet}"), "busybox")
-            .unwrap();
-    }
-    let layer = layer.into_inner().unwrap();
-    let diff_id = format!("sha256:{:x}", Sha256::digest(&layer));
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let config = json!({
-        "architecture": arch,
-        "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"] },
-        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-    })
-    .to_string();
-    let manifest =
-        json!([{ "Config": "config.json", "RepoTags": [IMAGE], "Layers": ["layer.tar"] }])
-            .to_string();
-    let mut archive = tar::Builder::new(fs::File::create(out).unwrap());
-    for (name, data) in [
-        ("layer.tar", layer.as_slice()),
-        ("config.json", config.as_bytes()),
-        ("manifest.json", manifest.as_bytes()),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(data.len() as u64);
-        archive.append_data(&mut header, name, data).unwrap();
-    }
-    archive.finish().unwrap();
-}
-
-/// Runs a CNI plugin the way a runtime does (spec 1.0: config on stdin, parameters in env).
-fn cni_exec(ctx: &CniCall, conf: &Value, command: &str, ifname: &str) -> Result<Value, String> {
-    let plugin = conf["type"].as_str().unwrap();
-    let mut child = Command::new(ctx.plugin_dir.join(plugin))
-        .env_clear()
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", &ctx.container_id)
-        .env("CNI_NETNS", &ctx.netns_path)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", &ctx.plugin_dir)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{plugin}: {e}"))?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        return Err(format!(
-            "{plugin} {command}: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    if out.stdout.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("{plugin}: bad result: {e}"))
-}
-
-struct CniCall {
-    plugin_dir: PathBuf,
-    container_id: String,
-    netns_path: String,
-}
-
-/// A network namespace attached to a conflist; detaching runs DEL, deletes the namespace and
-/// the bridge.
-struct PodNetwork {
-    call: CniCall,
-    netns: String,
-    bridge: String,
-    conflist: Value,
-    result: Option<Value>,
-}
-
-impl PodNetwork {
-    fn create(plugin_dir: &Path, conflist: Value, bridge: &str) -> Self {
-        let netns = format!("k0xt-{}", random_suffix());
-        let status = Command::new("ip")
-            .args(["netns", "add", &netns])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns add failed");
-        Self {
-            call: CniCall {
-                plugin_dir: plugin_dir.to_path_buf(),
-                container_id: format!("k0x-test-{netns}"),
-                netns_path: format!("/var/run/netns/{netns}"),
-            },
-            netns,
-            bridge: bridge.to_owned(),
-            conflist,
-            result: None,
-        }
-    }
-
-    fn plugin_conf(&self, plugin: &Value, prev: Option<&Value>) -> Value {
-        let mut conf = plugin.clone();
-        conf["name"] = self.conflist["name"].clone();
-        conf["cniVersion"] = self.conflist["cniVersion"].clone();
-        if let Some(prev) = prev {
-            conf["prevResult"] = prev.clone();
-        }
-        conf
-    }
-
-    /// ADD: loopback on `lo` (as containerd does), then the conflist chain on `eth0`.
-    fn attach(&mut self) -> Result<Value, String> {
-        let lo = json!({ "cniVersion": "1.0.0", "name": "lo", "type": "loopback" });
-        cni_exec(&self.call, &lo, "ADD", "lo")?;
-        let mut prev: Option<Value> = None;
-        for plugin in self.conflist["plugins"].as_array().unwrap().clone() {
-            let conf = self.plugin_conf(&plugin, prev.as_ref());
-            let result = cni_exec(&self.call, &conf, "ADD", "eth0")?;
-            self.result = Some(result.clone());
-            prev = Some(result);
-        }
-        Ok(prev.unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for PodNetwork {
-    fn drop(&mut self) {
-        let plugins = self.conflist["plugins"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for plugin in plugins.iter().rev() {
-            let conf = self.plugin_conf(plugin, self.result.as_ref());
-            if let Err(e) = cni_exec(&self.call, &conf, "DEL", "eth0") {
-                eprintln!("cleanup: {e}");
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.netns])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// containerd under test; on drop: remove the test container, stop containerd, unmount
 /// anything left below the test root.
@@ -237,17 +53,7 @@ impl Drop for ContainerdUnderTest {
         if let Some(process) = self.process.take() {
             process.stop();
         }
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.root.display().to_string();
-        let mut below: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        below.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in below {
-            let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
-        }
+        k0x_testkit::unmount_below(&self.root);
     }
 }
 
@@ -347,7 +153,7 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     );
 
     let image = tmp.path().join("busybox.tar");
-    busybox_image(&found[4], &image);
+    k0x_testkit::image::busybox_image(&found[4], IMAGE, &image).unwrap();
     let import = support::run(containerd.ctr().args(["images", "import"]).arg(&image));
     assert!(
         import.status.success(),
@@ -377,7 +183,7 @@ fn containerd_runs_busybox_on_the_bridge_network() {
             .args(["run", "--rm", "--runc-binary"])
             .arg(ctx.node.binary("runc"))
             .arg("--with-ns")
-            .arg(format!("network:{}", network.call.netns_path))
+            .arg(format!("network:{}", network.netns_path()))
             .arg(format!("--log-uri=file://{}", container_log.display()))
             .args([IMAGE, &containerd.container])
             .args([

@@ -3,7 +3,10 @@
 //! Developers without root or packages get a clear "skipped" line. In CI (`CI` or `K0X_STRICT_TESTS`
 //! set) a missing prerequisite is a failure, so a test tier can never pass by silently skipping.
 
-use std::path::PathBuf;
+pub mod cni;
+pub mod image;
+
+use std::path::{Path, PathBuf};
 
 /// True when missing prerequisites must fail tests instead of skipping them.
 pub fn strict() -> bool {
@@ -53,4 +56,20 @@ pub fn require_binaries(test: &str, names: &[&str]) -> Option<Vec<PathBuf>> {
         missing.join(", ")
     );
     prerequisite(missing.is_empty(), test, &why).then(|| found.into_iter().flatten().collect())
+}
+
+/// Unmounts (lazily, deepest first) every mount point at or below `root`: what containerd and
+/// runc leave behind when a test dies half-way.
+pub fn unmount_below(root: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = root.display().to_string();
+    let mut below: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&root))
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in below {
+        let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
+    }
 }

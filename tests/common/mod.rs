@@ -1,0 +1,482 @@
+//! The harness of the `k0x server` integration tests: a scratch node (data dir, run dir, a config
+//! on free ports, the host's component binaries staged in `<data-dir>/bin` the way the payload
+//! puts them there), the built k0x binary run as a process, its status read with
+//! `k0x status -o json`, and a guard that always ends the server, every process it marked and
+//! every mount below the scratch dir, also when a test fails half-way.
+//! Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k0x_config::{DataDir, pki_names};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The k0x binary under test.
+pub const K0X: &str = env!("CARGO_BIN_EXE_k0x");
+
+/// Host binaries staged into `<data-dir>/bin` (from their Debian packages).
+pub const STAGED_BINARIES: &[&str] = &[
+    "etcd",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "runc",
+    "kubectl",
+];
+/// CNI plugins staged next to them, taken from the directory holding `host-local` (iproute2's
+/// `bridge` tool would shadow the plugin on PATH).
+pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
+
+/// The image tests build from busybox-static and import (never pulled).
+pub const IMAGE: &str = "k0x.test/busybox:latest";
+/// The containerd namespace tests use.
+pub const CTR_NAMESPACE: &str = "k0x-test";
+
+/// Bounds a hung wait; nothing asserts on how long anything took.
+pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// The components k0x cannot obtain on build machines.
+pub const KUBE_COMPONENTS: &[&str] = &[
+    "kube-apiserver",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kubelet",
+];
+
+/// The ports this node listens on, chosen free so concurrent tests never clash.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub api: u16,
+    pub k0x_api: u16,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+}
+
+impl Ports {
+    fn pick() -> Self {
+        // Hold every listener until all are chosen so the OS cannot hand out one port twice.
+        let listeners: Vec<TcpListener> = (0..4)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let port = |i: usize| listeners[i].local_addr().unwrap().port();
+        Self {
+            api: port(0),
+            k0x_api: port(1),
+            etcd_client: port(2),
+            etcd_peer: port(3),
+        }
+    }
+}
+
+/// A free loopback port for anything else a test configures.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch node; see the module docs. Dropping it cleans up everything.
+pub struct Node {
+    pub root: PathBuf,
+    pub data: PathBuf,
+    pub run: PathBuf,
+    pub config: PathBuf,
+    pub ports: Ports,
+    server: Option<Child>,
+    /// Dropped last: the directory goes only after processes and mounts are gone.
+    _tmp: tempfile::TempDir,
+}
+
+impl Node {
+    /// A node with the host binaries staged, or `None` when the test must be skipped (not root,
+    /// or a package missing; a failure in strict mode).
+    pub fn new(test: &str) -> Option<Self> {
+        if !k0x_testkit::require_root(test) {
+            return None;
+        }
+        let wanted: Vec<&str> = STAGED_BINARIES
+            .iter()
+            .copied()
+            .chain(["etcdctl", "host-local"])
+            .collect();
+        let found = k0x_testkit::require_binaries(test, &wanted)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("k0x-server-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().to_path_buf();
+        let data = root.join("data");
+        let bin = data.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        for (name, path) in STAGED_BINARIES.iter().zip(&found) {
+            fs::copy(path, bin.join(name)).unwrap();
+        }
+        let cni_dir = found.last().unwrap().parent().unwrap();
+        for plugin in CNI_PLUGINS {
+            fs::copy(cni_dir.join(plugin), bin.join(plugin))
+                .unwrap_or_else(|e| panic!("CNI plugin {plugin} in {}: {e}", cni_dir.display()));
+        }
+        let node = Self {
+            data,
+            run: root.join("run"),
+            config: root.join("k0x.yaml"),
+            ports: Ports::pick(),
+            root,
+            server: None,
+            _tmp: tmp,
+        };
+        node.write_config();
+        Some(node)
+    }
+
+    /// The default configuration from `k0x config create`, moved to this node's ports.
+    fn write_config(&self) {
+        let default = Command::new(K0X)
+            .args(["config", "create"])
+            .output()
+            .unwrap();
+        assert!(default.status.success(), "k0x config create failed");
+        let text = String::from_utf8(default.stdout).unwrap();
+        let p = self.ports;
+        let text = replace_once(&text, "    port: 6443\n", &format!("    port: {}\n", p.api));
+        let text = replace_once(
+            &text,
+            "k0xApiPort: 9443\n",
+            &format!("k0xApiPort: {}\n", p.k0x_api),
+        );
+        let text = replace_once(
+            &text,
+            "clientPort: 2379\n",
+            &format!("clientPort: {}\n", p.etcd_client),
+        );
+        let text = replace_once(
+            &text,
+            "peerPort: 2380\n",
+            &format!("peerPort: {}\n", p.etcd_peer),
+        );
+        fs::write(&self.config, text).unwrap();
+    }
+
+    /// Replaces `from` (which must occur exactly once) in the config file.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = fs::read_to_string(&self.config).unwrap();
+        fs::write(&self.config, replace_once(&text, from, to)).unwrap();
+    }
+
+    /// The data dir through the layout type that names every path.
+    pub fn layout(&self) -> DataDir {
+        DataDir::new(&self.data)
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.data.join("bin")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+
+    /// Everything the server processes wrote (all starts, appended).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A k0x command with this node's global flags.
+    pub fn k0x(&self) -> Command {
+        let mut command = Command::new(K0X);
+        command
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--run-dir")
+            .arg(&self.run)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("K0X_LOG");
+        command
+    }
+
+    /// Starts `k0x server <args>` in the background, its output appended to the log.
+    pub fn start(&mut self, args: &[&str]) {
+        self.start_with_env(args, &[]);
+    }
+
+    pub fn start_with_env(&mut self, args: &[&str], env: &[(&str, &OsStr)]) {
+        assert!(self.server.is_none(), "server already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = self
+            .k0x()
+            .args(["--log-format", "json", "server"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+    }
+
+    /// The running server's pid.
+    pub fn server_pid(&self) -> u32 {
+        self.server.as_ref().expect("server not started").id()
+    }
+
+    /// `k0x server <args>` run to completion (for commands that must fail at once).
+    pub fn run_server(&self, args: &[&str]) -> Output {
+        self.k0x()
+            .arg("server")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `k0x status -o json`, parsed; `None` while no server answers.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.k0x().args(["status", "-o", "json"]).output().unwrap();
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("status is JSON"))
+    }
+
+    /// Polls the status until `ready` holds for it; panics (with the log) when the server exits
+    /// or the limit passes.
+    pub fn wait_status(&mut self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + LIMIT;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(server) = self.server.as_mut()
+                && let Ok(Some(exit)) = server.try_wait()
+            {
+                self.server = None;
+                panic!(
+                    "k0x server exited ({exit}) while waiting for {what}:\n{}",
+                    self.log()
+                );
+            }
+            if let Some(status) = self.status() {
+                if ready(&status) {
+                    return status;
+                }
+                last = Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out waiting for {what}; last status: {last:#?}\nlog:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits until every component in `names` is ready.
+    pub fn wait_ready(&mut self, names: &[&str]) -> Value {
+        self.wait_status(&format!("{names:?} ready"), |s| {
+            names.iter().all(|n| state(s, n) == "ready")
+        })
+    }
+
+    /// Sends `signal` to the server and waits for it to exit.
+    pub fn stop(&mut self, signal: Signal) -> ExitStatus {
+        let mut server = self.server.take().expect("server not started");
+        kill(Pid::from_raw(server.id() as i32), signal).unwrap();
+        let deadline = Instant::now() + LIMIT;
+        while Instant::now() < deadline {
+            if let Some(exit) = server.try_wait().unwrap() {
+                return exit;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!(
+            "k0x server ignored {signal} and was killed:\n{}",
+            self.log()
+        );
+    }
+
+    /// Live processes carrying this node's marker (`K0X_MANAGED=<data dir>`).
+    pub fn marked_processes(&self) -> Vec<u32> {
+        marked_processes(&self.data)
+    }
+
+    /// `etcdctl` (API v3) against this node's etcd with the k0x client certificate.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let data = self.layout();
+        self.etcdctl_as(
+            &data.pki_cert(pki_names::ETCD_CA),
+            &data.pki_cert(pki_names::ETCD_K0X_CLIENT),
+            &data.pki_key(pki_names::ETCD_K0X_CLIENT),
+            args,
+        )
+    }
+
+    /// `etcdctl` with the given trust and client certificate.
+    pub fn etcdctl_as(&self, ca: &Path, cert: &Path, key: &Path, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!(
+                "--endpoints=https://127.0.0.1:{}",
+                self.ports.etcd_client
+            ))
+            .arg(format!("--cacert={}", ca.display()))
+            .arg(format!("--cert={}", cert.display()))
+            .arg(format!("--key={}", key.display()))
+            .arg("--dial-timeout=5s")
+            .arg("--command-timeout=10s")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `ctr` on k0x's containerd socket, in the test namespace.
+    pub fn ctr(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(self.run.join("containerd/containerd.sock"))
+            .args(["--namespace", CTR_NAMESPACE]);
+        command
+    }
+
+    /// The value of `key` in etcd (panics when etcdctl fails).
+    pub fn etcd_get(&self, key: &str) -> String {
+        let out = self.etcdctl(&["get", key, "--print-value-only"]);
+        assert!(out.status.success(), "etcdctl get: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn etcd_put(&self, key: &str, value: &str) {
+        let out = self.etcdctl(&["put", key, value]);
+        assert!(out.status.success(), "etcdctl put: {}", stderr(&out));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut problems = Vec::new();
+        if let Some(mut server) = self.server.take() {
+            let pid = Pid::from_raw(server.id() as i32);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline && matches!(server.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(server.try_wait(), Ok(None)) {
+                problems.push("k0x server ignored SIGTERM".to_owned());
+                let _ = server.kill();
+            }
+            let _ = server.wait();
+        }
+        let left = self.marked_processes();
+        if !left.is_empty() {
+            problems.push(format!("marked processes left behind: {left:?}"));
+            for pid in left {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        k0x_testkit::unmount_below(&self.root);
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!("{}\nlog:\n{}", problems.join("; "), self.log());
+        }
+    }
+}
+
+/// Pids whose environment holds exactly `K0X_MANAGED=<data>`.
+pub fn marked_processes(data: &Path) -> Vec<u32> {
+    let marker = format!("K0X_MANAGED={}", data.display()).into_bytes();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|entry| entry == marker))
+        })
+        .collect()
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "expected {from:?} once in the config"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// A component's entry in a status answer (panics when absent).
+pub fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("{name} not in status: {status:#}"))
+}
+
+/// A component's state in a status answer.
+pub fn state(status: &Value, name: &str) -> String {
+    component(status, name)["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A component's pid in a status answer.
+pub fn pid(status: &Value, name: &str) -> u32 {
+    component(status, name)["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} has no pid: {status:#}")) as u32
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Waits until `check` holds (polling), false when the limit passes first.
+pub fn wait_until(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The server's JSON log lines about `component` whose message starts with `prefix`, as
+/// (timestamp, message). Timestamps are RFC 3339 UTC with a fixed width, so they sort as text.
+pub fn log_events(log: &str, component: &str, prefix: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| {
+            event["fields"]["component"] == component
+                || event["span"]["component"] == component
+                || event["component"] == component
+        })
+        .filter_map(|event| {
+            let message = event["fields"]["message"].as_str()?.to_owned();
+            message.starts_with(prefix).then(|| {
+                (
+                    event["timestamp"].as_str().unwrap_or_default().to_owned(),
+                    message,
+                )
+            })
+        })
+        .collect()
+}
