@@ -185,6 +185,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     supervisor.stop().await;
     let _ = admin_task.await;
+    let _ = std::fs::remove_file(run.admin_socket());
     outcome
 }
 

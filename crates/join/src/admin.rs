@@ -273,7 +273,7 @@ pub async fn serve<H: AdminHandler>(
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(
-        "cannot reach the k0x server at {path}: {cause}; is `k0x server` running, and is --run-dir the same as the server's? (run as root)"
+        "k0x is not running here: cannot connect to {path} ({cause}); is `k0x server` running (start it, or `k0x start`), and is --run-dir the same as the server's? (run as root)"
     )]
     Connect {
         path: PathBuf,
