@@ -39,6 +39,8 @@ struct State {
     missing: BTreeSet<String>,
     /// Other processes on the "host": pid -> environment entries.
     table: BTreeMap<i32, Vec<Vec<u8>>>,
+    /// Parent of each process in `table` that has one worth knowing: child -> parent.
+    parents: BTreeMap<i32, i32>,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,13 @@ impl FakeHost {
     pub(crate) fn add_process(&self, pid: i32, environ: &[&[u8]]) {
         let environ = environ.iter().map(|e| e.to_vec()).collect();
         self.state.lock().unwrap().table.insert(pid, environ);
+    }
+
+    /// A process without marker whose parent is `parent` (a container under a shim).
+    pub(crate) fn add_child(&self, pid: i32, parent: i32) {
+        let mut state = self.state.lock().unwrap();
+        state.table.insert(pid, vec![b"PATH=/bin".to_vec()]);
+        state.parents.insert(pid, parent);
     }
 
     pub(crate) fn has_process(&self, pid: i32) -> bool {
@@ -192,5 +201,23 @@ impl ProcessTable for FakeHost {
         }
         self.state.lock().unwrap().table.remove(&pid.as_raw());
         Ok(true)
+    }
+
+    fn children(&self, pid: Pid) -> Vec<Pid> {
+        let state = self.state.lock().unwrap();
+        state
+            .parents
+            .iter()
+            .filter(|(child, parent)| **parent == pid.as_raw() && state.table.contains_key(child))
+            .map(|(child, _)| Pid::from_raw(*child))
+            .collect()
+    }
+
+    fn signal_if_child_of(&self, pid: Pid, parent: Pid, _signal: Signal) -> io::Result<bool> {
+        let mut state = self.state.lock().unwrap();
+        if state.parents.get(&pid.as_raw()) != Some(&parent.as_raw()) {
+            return Ok(false);
+        }
+        Ok(state.table.remove(&pid.as_raw()).is_some())
     }
 }

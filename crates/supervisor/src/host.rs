@@ -90,6 +90,13 @@ pub trait ProcessTable: Send + Sync {
     /// Sends `signal` to `pid` only if it carries `marker`, without a window in which the pid
     /// could be reused by another process. `Ok(false)`: not marked or gone.
     fn signal_if_marked(&self, pid: Pid, marker: &[u8], signal: Signal) -> io::Result<bool>;
+
+    /// The processes whose parent is `pid`.
+    fn children(&self, pid: Pid) -> Vec<Pid>;
+
+    /// Sends `signal` to `pid` only if its parent is still `parent`, pinned the same way as
+    /// [`ProcessTable::signal_if_marked`]. `Ok(false)`: reparented or gone.
+    fn signal_if_child_of(&self, pid: Pid, parent: Pid, signal: Signal) -> io::Result<bool>;
 }
 
 /// The full environment entry (`K0X_MANAGED=<value>`) as it appears in /proc/PID/environ.

@@ -137,3 +137,49 @@ pub(crate) fn end_marked(
         None => Ok(ended),
     }
 }
+
+/// Every unmarked descendant of `roots`, with its parent: a container's processes get a fresh
+/// environment from their OCI spec, so they carry no marker, but they descend from a marked shim.
+pub(crate) fn offspring(table: &dyn ProcessTable, roots: &[Pid]) -> Vec<(Pid, Pid)> {
+    let mut found: Vec<(Pid, Pid)> = Vec::new();
+    let mut parents: Vec<Pid> = roots.to_vec();
+    while let Some(parent) = parents.pop() {
+        for child in table.children(parent) {
+            if !roots.contains(&child) && !found.iter().any(|(pid, _)| *pid == child) {
+                found.push((child, parent));
+                parents.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// SIGTERM to each of `offspring` still under its parent, SIGKILL after `grace` to those left.
+pub(crate) fn end_offspring(
+    table: &dyn ProcessTable,
+    offspring: &[(Pid, Pid)],
+    grace: Duration,
+) -> Vec<Pid> {
+    let send = |(pid, parent): &(Pid, Pid), signal: Signal| {
+        table
+            .signal_if_child_of(*pid, *parent, signal)
+            .unwrap_or_else(|error| {
+                tracing::warn!(pid = pid.as_raw(), "cannot send {signal}: {error}");
+                false
+            })
+    };
+    let ended: Vec<(Pid, Pid)> = offspring
+        .iter()
+        .filter(|entry| send(entry, Signal::SIGTERM))
+        .copied()
+        .collect();
+    let alive = |entry: &&(Pid, Pid)| table.children(entry.1).contains(&entry.0);
+    let give_up = Instant::now() + grace;
+    while ended.iter().any(|e| alive(&e)) && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for entry in &ended {
+        send(entry, Signal::SIGKILL);
+    }
+    ended.into_iter().map(|(pid, _)| pid).collect()
+}

@@ -132,7 +132,8 @@ impl<H: Host> Supervisor<H> {
     }
 
     /// Stops every component in reverse start order, then ends any process that still carries
-    /// this data dir's marker (children that left their process group, like containerd shims).
+    /// this data dir's marker (children that left their process group, like containerd shims)
+    /// and everything below those (the containers the shims run).
     pub async fn stop(mut self) {
         while let Some(component) = self.components.pop() {
             component.stop().await;
@@ -142,7 +143,13 @@ impl<H: Host> Supervisor<H> {
         let grace = self.config.orphan_grace;
         let swept = tokio::task::spawn_blocking(move || {
             let strays = orphans::marked_processes(host.as_ref(), &marker)?;
-            orphans::end_marked(host.as_ref(), &strays.into_iter().collect(), &marker, grace)
+            // Containers first, while their shims still hold them: once a shim is gone they
+            // are reparented and no longer recognisable as ours.
+            let offspring = orphans::offspring(host.as_ref(), &strays);
+            let mut ended = orphans::end_offspring(host.as_ref(), &offspring, grace);
+            let strays = strays.into_iter().collect();
+            ended.extend(orphans::end_marked(host.as_ref(), &strays, &marker, grace)?);
+            Ok::<_, std::io::Error>(ended)
         })
         .await;
         match swept {
@@ -548,5 +555,29 @@ mod tests {
         assert!(run.pid_file("etcd").exists(), "the new etcd's pid file");
         supervisor.stop().await;
         assert!(!run.pid_file("etcd").exists());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_shims_and_the_containers_below_them() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        supervisor
+            .start(vec![spec("containerd", &[])])
+            .await
+            .unwrap();
+        let marker = supervisor.marker();
+        host.add_process(600, &[&marker]); // a shim that left containerd's group
+        host.add_child(601, 600); // the container it runs, with a clean environment
+        host.add_child(602, 601); // a process inside the container
+        host.add_process(700, &[b"PATH=/bin"]); // someone else's
+        host.add_child(701, 700);
+        supervisor.stop().await;
+        for gone in [600, 601, 602] {
+            assert!(!host.has_process(gone), "{gone} survived the stop");
+        }
+        assert!(host.has_process(700) && host.has_process(701));
     }
 }

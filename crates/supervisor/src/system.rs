@@ -251,6 +251,14 @@ impl ProcessTable for SystemHost {
     fn signal_if_marked(&self, pid: Pid, marker: &[u8], signal: Signal) -> io::Result<bool> {
         ProcFs.signal_if_marked(pid, marker, signal)
     }
+
+    fn children(&self, pid: Pid) -> Vec<Pid> {
+        ProcFs.children(pid)
+    }
+
+    fn signal_if_child_of(&self, pid: Pid, parent: Pid, signal: Signal) -> io::Result<bool> {
+        ProcFs.signal_if_child_of(pid, parent, signal)
+    }
 }
 
 /// The process table as /proc shows it; signals go through pidfds.
@@ -277,31 +285,55 @@ impl ProcessTable for ProcFs {
     }
 
     fn signal_if_marked(&self, pid: Pid, marker: &[u8], signal: Signal) -> io::Result<bool> {
-        // Holding a pidfd pins the identity: if the process is still alive after reading its
-        // environment, the environment read was of that very process.
-        let pidfd = match pidfd_open(pid) {
-            Ok(fd) => fd,
-            Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
-            Err(error) => return Err(error),
-        };
-        if !self.carries_marker(pid, marker) || has_exited(&pidfd)? {
-            return Ok(false);
-        }
-        // SAFETY: plain syscall on a pidfd we own; null siginfo means "as kill(2) would".
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                signal as libc::c_int,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        match sent {
-            0 => Ok(true),
-            _ if Errno::last() == Errno::ESRCH => Ok(false),
-            _ => Err(io::Error::last_os_error()),
-        }
+        signal_pinned(pid, signal, || self.carries_marker(pid, marker))
+    }
+
+    fn children(&self, pid: Pid) -> Vec<Pid> {
+        self.pids()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|child| parent_of(*child) == Some(pid))
+            .collect()
+    }
+
+    fn signal_if_child_of(&self, pid: Pid, parent: Pid, signal: Signal) -> io::Result<bool> {
+        signal_pinned(pid, signal, || parent_of(pid) == Some(parent))
+    }
+}
+
+/// The parent pid from /proc/PID/stat (the field after the parenthesised command name).
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ppid = after_name.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Pid::from_raw(ppid))
+}
+
+/// Sends `signal` to `pid` if `still_ours` holds while a pidfd pins the process: if it is still
+/// alive after the check, the check was of that very process, not of a reused pid.
+fn signal_pinned(pid: Pid, signal: Signal, still_ours: impl Fn() -> bool) -> io::Result<bool> {
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if !still_ours() || has_exited(&pidfd)? {
+        return Ok(false);
+    }
+    // SAFETY: plain syscall on a pidfd we own; null siginfo means "as kill(2) would".
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    match sent {
+        0 => Ok(true),
+        _ if Errno::last() == Errno::ESRCH => Ok(false),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 

@@ -284,9 +284,16 @@ async fn a_stop_leaves_no_grandchild_in_the_group_or_in_a_new_session() {
     })
     .await;
 
+    eventually("the shim's container", || {
+        work.join("container.pid").exists()
+    })
+    .await;
+    let container = setup.read_pid("container.pid");
+    assert!(alive(container));
+
     supervisor.stop().await;
-    eventually("the grandchildren to die", || {
-        !alive(same_group) && !alive(new_session)
+    eventually("the grandchildren and the container to die", || {
+        !alive(same_group) && !alive(new_session) && !alive(container)
     })
     .await;
     setup.assert_nothing_marked();
