@@ -3,6 +3,8 @@
 //! Developers without root or packages get a clear "skipped" line. In CI (`CI` or `K0X_STRICT_TESTS`
 //! set) a missing prerequisite is a failure, so a test tier can never pass by silently skipping.
 
+pub mod netns;
+
 use std::path::PathBuf;
 
 /// True when missing prerequisites must fail tests instead of skipping them.
