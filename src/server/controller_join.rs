@@ -15,6 +15,9 @@ use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
 /// How many times the promotion is asked for while the learner catches up. Each refused request
 /// already waits about five seconds on the controller, so this covers several minutes of catch-up.
 const PROMOTE_ATTEMPTS: u32 = 60;
+/// How many times a promotion that failed for another reason than the learner lagging (a
+/// controller briefly unreachable, an etcd leader election) is started again.
+const PROMOTE_ROUNDS: u32 = 5;
 
 /// A learner that must be promoted once its etcd runs.
 #[derive(Debug)]
@@ -98,21 +101,39 @@ impl Promotion {
     /// Asks the cluster to promote this learner until it has caught up. Runs beside the
     /// supervisor: a learner serves no linearizable reads, so components that need them (the
     /// apiserver, k0x's token store) become ready only after this.
+    ///
+    /// Transient failures (a controller briefly unreachable, an etcd leader election) are
+    /// retried a bounded number of times; a refusal of the token is final.
     pub async fn run(self) {
-        // The learner's etcd is being started right now; its first answer takes a moment.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        match self
-            .client
-            .promote_etcd_member(self.member_id, PROMOTE_ATTEMPTS)
-            .await
-        {
-            Ok(()) => tracing::info!(member_id = self.member_id, "etcd member promoted to voter"),
-            Err(err) => tracing::error!(
-                member_id = self.member_id,
-                %err,
-                "this controller's etcd is still a learner: check its etcd log, then run \
-                 `etcdctl member promote` with this member id against another controller"
-            ),
+        let mut round = 0;
+        loop {
+            round += 1;
+            // The learner's etcd is being started; give it a moment before each round.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let result = self
+                .client
+                .promote_etcd_member(self.member_id, PROMOTE_ATTEMPTS)
+                .await;
+            let err = match result {
+                Ok(()) => {
+                    tracing::info!(member_id = self.member_id, "etcd member promoted to voter");
+                    return;
+                }
+                Err(err) => err,
+            };
+            let refused = err.status().is_some_and(|status| {
+                (400..500).contains(&status) && status != 409 && status != 429
+            });
+            if refused || round >= PROMOTE_ROUNDS {
+                tracing::error!(
+                    member_id = self.member_id,
+                    %err,
+                    "this controller's etcd is still a learner: check its etcd log, then run \
+                     `etcdctl member promote` with this member id against another controller"
+                );
+                return;
+            }
+            tracing::warn!(member_id = self.member_id, %err, "etcd promotion failed, retrying");
         }
     }
 }

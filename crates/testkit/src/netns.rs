@@ -121,11 +121,15 @@ impl Drop for Network {
 
 impl Host {
     /// `program` run inside this host's network namespace with its own UTS namespace and host
-    /// name. `ip netns exec`, `unshare` and `sh` all exec, so the child's pid is `program`'s.
+    /// name. `nsenter`, `unshare` and `sh` all exec, so the child's pid is `program`'s.
+    ///
+    /// `nsenter` rather than `ip netns exec`: the latter remounts `/sys` in a private mount
+    /// namespace, which hides the cgroup filesystem a worker's containerd needs.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("ip");
+        let netns = format!("--net=/run/netns/{}", self.netns);
+        let mut command = Command::new("nsenter");
         command
-            .args(["netns", "exec", &self.netns, "unshare", "--uts", "sh", "-c"])
+            .args([netns.as_str(), "unshare", "--uts", "sh", "-c"])
             .arg(r#"hostname "$0" && exec "$@""#)
             .arg(&self.hostname)
             .arg(program);
@@ -138,7 +142,7 @@ impl Host {
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("ip netns exec runs")
+            .expect("nsenter runs")
     }
 }
 
@@ -170,7 +174,7 @@ mod tests {
     #[test]
     fn hosts_reach_each_other_and_everything_is_removed() {
         if !crate::require_root("hosts_reach_each_other_and_everything_is_removed")
-            || crate::require_binaries("netns", &["ip", "unshare", "ping"]).is_none()
+            || crate::require_binaries("netns", &["ip", "nsenter", "unshare", "ping"]).is_none()
         {
             return;
         }
