@@ -430,8 +430,16 @@ fn three_controllers_survive_the_loss_of_one() {
 
     nodes[0].start(&["server"]);
     nodes[0].wait_ready(&["etcd"]);
-    let token = nodes[0].create_token("controller");
-    for node in &mut nodes[1..] {
+    // ctl-2 joins through ctl-1, ctl-3 through ctl-2: a joined controller serves the join API
+    // (its own certificate, the cluster's secrets) like the first one.
+    for joining in 1..nodes.len() {
+        let token = nodes[joining - 1].create_token("controller");
+        let sponsor = &nodes[joining - 1].host;
+        assert_eq!(
+            k0x_join::Token::parse(&token).unwrap().urls,
+            [format!("https://{}:9443", sponsor.address)]
+        );
+        let node = &mut nodes[joining];
         let file = node.token_file(&token);
         node.start(&["server", "--token-file", file.to_str().unwrap()]);
         node.wait_ready(&["etcd"]);
@@ -443,9 +451,6 @@ fn three_controllers_survive_the_loss_of_one() {
         members(node).filter(|(voters, _)| *voters == 3)
     });
     assert_eq!((voters, learners), (3, 0));
-    // The joined controllers serve the admin socket and the token store like the first one.
-    let other_token = nodes[2].create_token("worker");
-    assert!(k0x_join::Token::parse(&other_token).is_ok());
 
     nodes[2].kill_hard();
     let left = nodes[2].wait_children_gone();
@@ -458,6 +463,8 @@ fn three_controllers_survive_the_loss_of_one() {
     assert_eq!(text(&get.stdout).trim(), "written-by-ctl-1");
     let put = nodes[1].etcdctl(&["put", "/k0x-test/second", "written-by-ctl-2"]);
     assert!(put.status.success(), "{}", text(&put.stderr));
+    // Tokens (kept in etcd) can still be made.
+    nodes[1].create_token("worker");
 
     // Restarted without a token: it rejoins from its own data.
     nodes[2].start(&["server"]);
@@ -516,6 +523,29 @@ fn wrong_and_garbled_tokens_are_refused() {
     assert!(
         !joining.data().etcd().exists() && !joining.data().pki().exists(),
         "a refused join left files behind"
+    );
+
+    // Over the network: an invalidated controller token is refused by the controller, which logs
+    // the refusal with the token id.
+    let controller_token = controller.create_token("controller");
+    let id = k0x_join::Token::parse(&controller_token).unwrap().id;
+    controller.k0x_ok(&["token", "invalidate", &id]);
+    let file = joining.token_file(&controller_token);
+    let refused = joining.k0x(&["server", "--token-file", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("refused") && last.contains("invalidated"),
+        "{stderr}"
+    );
+    assert!(!joining.data().etcd().join("member").exists());
+    let log = fs::read_to_string(controller.log()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("join refused") && l.contains(&id)),
+        "no refusal logged:\n{}",
+        controller.log_tail()
     );
 
     shut_down(&mut [&mut controller]);

@@ -137,3 +137,77 @@ impl Promotion {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(data: &DataDir) -> NodeFacts {
+        NodeFacts {
+            name: "ctl-2".into(),
+            address: "127.0.0.1".parse().unwrap(),
+            bin_dir: data.bin(),
+            cni_bin_dir: data.bin(),
+            cgroup_driver: k0x_node::CgroupDriver::Cgroupfs,
+            swap_enabled: false,
+            resolv_conf: "/etc/resolv.conf".into(),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A token naming a join API that does not exist: any attempt to use it fails.
+    fn unusable_token() -> Token {
+        Token::generate(
+            k0x_join::Role::Controller,
+            vec!["https://127.0.0.1:1".into()],
+            "00".repeat(32),
+        )
+    }
+
+    #[test]
+    fn a_restarted_member_ignores_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        std::fs::create_dir_all(data.etcd().join("member")).unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        let (membership, promotion) = ensure_pki_and_membership(
+            &ClusterConfig::default(),
+            &data,
+            &run,
+            &facts(&data),
+            Some(unusable_token()),
+            &runtime(),
+        )
+        .unwrap();
+        assert_eq!(membership, EtcdMembership::New);
+        assert!(promotion.is_none());
+        assert!(data.pki_cert(k0x_config::pki_names::ETCD_SERVER).is_file());
+    }
+
+    #[test]
+    fn a_first_start_joins_with_its_token_and_writes_nothing_when_that_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let run = RunDir::new(dir.path().join("run"));
+        let err = ensure_pki_and_membership(
+            &ClusterConfig::default(),
+            &data,
+            &run,
+            &facts(&data),
+            Some(unusable_token()),
+            &runtime(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("joining the cluster as a controller failed"),
+            "{err:#}"
+        );
+        assert!(!data.pki().exists(), "no PKI of a cluster of its own");
+    }
+}
