@@ -44,6 +44,7 @@ impl Network {
             hostnames.len() < 250,
             "203.0.113.0/24 holds at most 250 test hosts"
         );
+        remove_stale_namespaces();
         let base = format!(
             "k0xt-{}-{}",
             std::process::id(),
@@ -146,6 +147,28 @@ impl Host {
     }
 }
 
+/// Deletes the namespaces of test processes that no longer exist (a test run killed with
+/// SIGKILL cannot run its drops). Namespaces of live processes are left alone.
+fn remove_stale_namespaces() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for name in entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+    {
+        let owner = name
+            .strip_prefix("k0xt-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = ip(&["netns", "delete", &name]);
+        }
+    }
+}
+
 /// Runs `ip ARGS`; a failure carries ip's own message.
 fn ip(args: &[&str]) -> io::Result<()> {
     let output = Command::new("ip")
@@ -174,7 +197,7 @@ mod tests {
     #[test]
     fn hosts_reach_each_other_and_everything_is_removed() {
         if !crate::require_root("hosts_reach_each_other_and_everything_is_removed")
-            || crate::require_binaries("netns", &["ip", "nsenter", "unshare", "ping"]).is_none()
+            || crate::require_binaries("netns", &["ip", "nsenter", "unshare", "busybox"]).is_none()
         {
             return;
         }
@@ -184,7 +207,7 @@ mod tests {
         };
         let hostname = a.output("hostname", &[]);
         assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "alpha");
-        let ping = a.output("ping", &["-c1", "-W5", &b.address.to_string()]);
+        let ping = a.output("busybox", &["ping", "-c1", "-W5", &b.address.to_string()]);
         assert!(
             ping.status.success(),
             "{}",
