@@ -6,6 +6,7 @@
 //! serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
 
 pub mod admin;
+mod controller_join;
 mod join;
 mod plan;
 mod worker;
@@ -28,7 +29,7 @@ pub use plan::{Plan, Role};
 pub struct ServerOptions {
     pub role: Role,
     pub disabled: Vec<String>,
-    /// The join token of a worker's first start.
+    /// The join token of a worker's or a joining controller's first start.
     pub token: Option<Token>,
 }
 
@@ -66,20 +67,27 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     let facts = NodeFacts::detect(&config, &data)?;
-    let config = if options.role.controller {
-        let request = k0x_pki::PkiRequest::from_config(&config)?;
-        let report = k0x_pki::ensure_pki(&data, &request)?;
-        tracing::info!(
-            changed = !report.unchanged(),
-            "PKI ready in {}",
-            data.pki().display()
-        );
-        config
+    let (config, membership, promotion) = if options.role.controller {
+        let (membership, promotion) = controller_join::ensure_pki_and_membership(
+            &config,
+            &data,
+            &run,
+            &facts,
+            options.token.clone(),
+            &runtime,
+        )?;
+        (config, membership, promotion)
     } else {
         let settings = worker::ensure_joined(&data, options.token.clone(), &facts.name, &runtime)?;
-        worker::apply_settings(config, &settings)
+        let config = worker::apply_settings(config, &settings);
+        (config, k0x_node::EtcdMembership::New, None)
     };
-    let plan = Plan::prepare(NodeContext::new(config, data, run, facts), options)?;
+    let mut ctx = NodeContext::new(config, data, run, facts);
+    ctx.etcd_membership = membership;
+    let plan = Plan::prepare(ctx, options)?;
+    if let Some(promotion) = promotion {
+        runtime.spawn(promotion.run());
+    }
     runtime.block_on(serve(plan, lock))
 }
 

@@ -2,6 +2,9 @@
 //!
 //! Developers without root or packages get a clear "skipped" line. In CI (`CI` or `K0X_STRICT_TESTS`
 //! set) a missing prerequisite is a failure, so a test tier can never pass by silently skipping.
+//! [`netns`] gives multi-host tests several hosts on one machine.
+
+pub mod netns;
 
 pub mod cni;
 pub mod image;
