@@ -1,0 +1,125 @@
+//! `k0x reset` after a real single-node run: `k0x server --enable-worker` with etcd, containerd
+//! and a busybox container run by runc through k0x's containerd. Reset is refused while k0x runs;
+//! after a stop it leaves no process, mount or directory of k0x behind, and a second reset
+//! succeeds. Files reset may remove outside the data dir (units, host-fix files) are looked for
+//! under a scratch `--root`, so the test host's /etc is never touched.
+
+mod common;
+
+use std::process::Output;
+
+use common::{IMAGE, Node, stderr};
+use nix::sys::signal::Signal;
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Mount points at or below `dir`, from /proc/self/mountinfo.
+fn mounts_below(dir: &std::path::Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| point.starts_with(&prefix))
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+#[test]
+fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
+    let test = "reset_after_a_real_run_leaves_nothing_and_can_run_twice";
+    let Some(mut node) = Node::new(test) else {
+        return;
+    };
+    let Some(tools) = k0x_testkit::require_binaries(test, &["ctr", "busybox"]) else {
+        return;
+    };
+    let scratch_root = node.root.join("host-root");
+    std::fs::create_dir_all(&scratch_root).unwrap();
+    node.start(&["--enable-worker"]);
+    node.wait_ready(&["etcd", "containerd"]);
+
+    let image = node.root.join("busybox.tar");
+    k0x_testkit::image::busybox_image(&tools[1], IMAGE, &image).unwrap();
+    let import = node
+        .ctr()
+        .args(["images", "import"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "import: {}", stderr(&import));
+    let run = node
+        .ctr()
+        .args(["run", "-d", "--runc-binary"])
+        .arg(node.bin().join("runc"))
+        .args([IMAGE, "k0x-reset-test", "/bin/sleep", "100000"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "ctr run: {}", stderr(&run));
+    let tasks = node.ctr().args(["tasks", "ls"]).output().unwrap();
+    let container_pid: i32 = text(&tasks)
+        .lines()
+        .find(|l| l.starts_with("k0x-reset-test"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no running task: {}", text(&tasks)));
+    assert!(alive(container_pid));
+
+    let refused = node
+        .k0x()
+        .arg("reset")
+        .arg("--root")
+        .arg(&scratch_root)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "reset ran while k0x was running");
+    assert_eq!(
+        stderr(&refused).trim().lines().count(),
+        1,
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        node.data.join("etcd").is_dir(),
+        "a refused reset removed data"
+    );
+
+    let exit = node.stop(Signal::SIGTERM);
+    assert!(exit.success(), "k0x exited {exit}:\n{}", node.log());
+    assert!(
+        common::wait_until(|| !alive(container_pid)),
+        "the container outlived the stop of k0x"
+    );
+
+    let reset = node
+        .k0x()
+        .arg("reset")
+        .arg("--root")
+        .arg(&scratch_root)
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "reset: {}", stderr(&reset));
+    assert!(
+        !node.data.exists(),
+        "data dir left: {}",
+        node.data.display()
+    );
+    assert!(!node.run.exists(), "run dir left: {}", node.run.display());
+    assert_eq!(mounts_below(&node.data), Vec::<String>::new());
+    assert_eq!(mounts_below(&node.run), Vec::<String>::new());
+    assert_eq!(node.marked_processes(), Vec::<u32>::new());
+
+    let again = node
+        .k0x()
+        .arg("reset")
+        .arg("--root")
+        .arg(&scratch_root)
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "second reset: {}", stderr(&again));
+}
