@@ -2,7 +2,7 @@
 //! kube-controller-manager), optionally also a worker (containerd, kubelet). With a controller
 //! token (`k0x server --token-file FILE`) it joins an existing cluster as one more controller.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -29,30 +29,56 @@ pub struct ServerArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
-    // Refuse unknown names before anything is locked or written (the PKI comes first).
-    k0x_node::filter_disabled(Vec::new(), &args.disable_components)?;
-    let config = global.load_config()?;
     // Only an additional controller's first start needs a token; without one a new cluster starts
     // (or this controller restarts from its data).
-    let token = match k0x_join::token::load(args.token.as_deref(), args.token_file.as_deref()) {
-        Ok(token) => Some(token),
+    let role = Role {
+        controller: true,
+        worker: args.enable_worker,
+    };
+    let token = NodeToken {
+        argument: args.token.as_deref(),
+        file: args.token_file.as_deref(),
+        role: k0x_join::Role::Controller,
+        wrong_role_hint: "`k0x server` joins with a token from `k0x token create --role \
+                          controller` (use `k0x worker` for a worker token)",
+    };
+    run_node(global, role, &token, &args.disable_components)
+}
+
+/// The join token a node command was given, and the role it must be for.
+pub struct NodeToken<'a> {
+    pub argument: Option<&'a str>,
+    pub file: Option<&'a Path>,
+    pub role: k0x_join::Role,
+    pub wrong_role_hint: &'a str,
+}
+
+/// Checks what the command line alone can show wrong before anything is locked or written
+/// (component names, the token's role), then runs the node.
+pub fn run_node(
+    global: &GlobalArgs,
+    role: Role,
+    token: &NodeToken<'_>,
+    disabled: &[String],
+) -> anyhow::Result<()> {
+    k0x_node::filter_disabled(Vec::new(), disabled)?;
+    let config = global.load_config()?;
+    let token = match k0x_join::token::load(token.argument, token.file) {
+        Ok(loaded) => {
+            anyhow::ensure!(
+                loaded.role == token.role,
+                "this is a {} token; {}",
+                loaded.role.as_str(),
+                token.wrong_role_hint
+            );
+            Some(loaded)
+        }
         Err(k0x_join::token::LoadError::Missing) => None,
         Err(err) => return Err(err.into()),
     };
-    if let Some(token) = &token {
-        anyhow::ensure!(
-            token.role == k0x_join::Role::Controller,
-            "this is a {} token; `k0x server` joins with one from `k0x token create --role controller` \
-             (use `k0x worker` for a worker token)",
-            token.role.as_str()
-        );
-    }
     let options = ServerOptions {
-        role: Role {
-            controller: true,
-            worker: args.enable_worker,
-        },
-        disabled: args.disable_components.clone(),
+        role,
+        disabled: disabled.to_vec(),
         token,
     };
     server::run(config, global.data_dir(), global.run_dir(), &options)

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::GlobalArgs;
-use crate::server::{self, Role, ServerOptions};
+use crate::cmd::server::{NodeToken, run_node};
+use crate::server::Role;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -23,27 +24,16 @@ pub struct WorkerArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
-    let config = global.load_config()?;
     // The token is only needed for the first start; a joined worker restarts without one.
-    let token = match k0x_join::token::load(args.token.as_deref(), args.token_file.as_deref()) {
-        Ok(token) => Some(token),
-        Err(k0x_join::token::LoadError::Missing) => None,
-        Err(err) => return Err(err.into()),
+    let role = Role {
+        controller: false,
+        worker: true,
     };
-    if let Some(token) = &token {
-        anyhow::ensure!(
-            token.role == k0x_join::Role::Worker,
-            "this is a {} token; `k0x worker` needs one from `k0x token create --role worker`",
-            token.role.as_str()
-        );
-    }
-    let options = ServerOptions {
-        role: Role {
-            controller: false,
-            worker: true,
-        },
-        disabled: args.disable_components.clone(),
-        token,
+    let token = NodeToken {
+        argument: args.token.as_deref(),
+        file: args.token_file.as_deref(),
+        role: k0x_join::Role::Worker,
+        wrong_role_hint: "`k0x worker` needs one from `k0x token create --role worker`",
     };
-    server::run(config, global.data_dir(), global.run_dir(), &options)
+    run_node(global, role, &token, &args.disable_components)
 }
