@@ -44,6 +44,7 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
     node.start(&["--enable-worker"]);
     node.wait_ready(&["etcd", "containerd"]);
 
+    let id = format!("k0x-reset-{}", k0x_testkit::cni::random_suffix());
     let image = node.root.join("busybox.tar");
     k0x_testkit::image::busybox_image(&tools[1], IMAGE, &image).unwrap();
     let import = node
@@ -57,17 +58,27 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
         .ctr()
         .args(["run", "-d", "--runc-binary"])
         .arg(node.bin().join("runc"))
-        .args([IMAGE, "k0x-reset-test", "/bin/sleep", "100000"])
+        .arg("--runc-root")
+        .arg(k0x_node::paths::runc_root(&k0x_config::RunDir::new(
+            &node.run,
+        )))
+        .args([IMAGE, &id, "/bin/sleep", "100000"])
         .output()
         .unwrap();
     assert!(run.status.success(), "ctr run: {}", stderr(&run));
-    let tasks = node.ctr().args(["tasks", "ls"]).output().unwrap();
-    let container_pid: i32 = text(&tasks)
-        .lines()
-        .find(|l| l.starts_with("k0x-reset-test"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no running task: {}", text(&tasks)));
+    let running_pid = || {
+        let tasks = node.ctr().args(["tasks", "ls"]).output().unwrap();
+        text(&tasks)
+            .lines()
+            .find(|l| l.starts_with(&id) && l.contains("RUNNING"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|pid| pid.parse::<i32>().ok())
+    };
+    assert!(
+        common::wait_until(|| running_pid().is_some()),
+        "the container never ran"
+    );
+    let container_pid = running_pid().unwrap();
     assert!(alive(container_pid));
 
     let refused = node

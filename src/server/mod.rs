@@ -18,9 +18,11 @@ use k0x_assets::{Payload, Progress};
 use k0x_config::{ClusterConfig, DataDir, RunDir};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
-use k0x_node::{NodeContext, NodeFacts};
+use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
 use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use controller_join::Promotion;
 
 pub use plan::{Plan, Role};
 
@@ -47,7 +49,28 @@ pub fn run(
             run.root().display()
         )
     })?;
-    let ended = k0x_supervisor::end_orphans(&run, &lock).with_context(|| {
+    end_orphans(&run, &lock)?;
+    preflight(&config, &data, options.role)?;
+    install_components(&data)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let facts = NodeFacts::detect(&config, &data)?;
+    let (config, membership, promotion) = identity(config, &data, &run, &facts, options, &runtime)?;
+    let mut ctx = NodeContext::new(config, data, run, facts);
+    ctx.etcd_membership = membership;
+    let plan = Plan::prepare(ctx, options)?;
+    if let Some(promotion) = promotion {
+        runtime.spawn(promotion.run());
+    }
+    runtime.block_on(serve(plan, lock))
+}
+
+/// Ends what a k0x killed with SIGKILL left running on this data dir.
+fn end_orphans(run: &RunDir, lock: &DataDirLock) -> anyhow::Result<()> {
+    let ended = k0x_supervisor::end_orphans(run, lock).with_context(|| {
         format!(
             "cannot end the leftovers of a previous k0x in {}",
             run.root().display()
@@ -59,36 +82,32 @@ pub fn run(
             "ended processes left by a previous k0x"
         );
     }
-    preflight(&config, &data, options.role)?;
-    install_components(&data)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let facts = NodeFacts::detect(&config, &data)?;
-    let (config, membership, promotion) = if options.role.controller {
-        let (membership, promotion) = controller_join::ensure_pki_and_membership(
-            &config,
-            &data,
-            &run,
-            &facts,
-            options.token.clone(),
-            &runtime,
-        )?;
-        (config, membership, promotion)
+    Ok(())
+}
+
+/// The node's place in the cluster: a controller's PKI and etcd membership (joining with its
+/// token on a first start), or a worker's join material and the settings the cluster sent.
+fn identity(
+    config: ClusterConfig,
+    data: &DataDir,
+    run: &RunDir,
+    facts: &NodeFacts,
+    options: &ServerOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(ClusterConfig, EtcdMembership, Option<Promotion>)> {
+    let token = options.token.clone();
+    if options.role.controller {
+        let (membership, promotion) =
+            controller_join::ensure_pki_and_membership(&config, data, run, facts, token, runtime)?;
+        Ok((config, membership, promotion))
     } else {
-        let settings = worker::ensure_joined(&data, options.token.clone(), &facts.name, &runtime)?;
-        let config = worker::apply_settings(config, &settings);
-        (config, k0x_node::EtcdMembership::New, None)
-    };
-    let mut ctx = NodeContext::new(config, data, run, facts);
-    ctx.etcd_membership = membership;
-    let plan = Plan::prepare(ctx, options)?;
-    if let Some(promotion) = promotion {
-        runtime.spawn(promotion.run());
+        let settings = worker::ensure_joined(data, token, &facts.name, runtime)?;
+        Ok((
+            worker::apply_settings(config, &settings),
+            EtcdMembership::New,
+            None,
+        ))
     }
-    runtime.block_on(serve(plan, lock))
 }
 
 /// The host checks a node cannot run without (sysinfo's fatal ones), on the ports this

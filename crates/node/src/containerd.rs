@@ -75,6 +75,7 @@ fn render_config(ctx: &NodeContext) -> String {
          \x20       runtime_type = \"io.containerd.runc.v2\"\n\
          \x20       [{cri}.containerd.runtimes.runc.options]\n\
          \x20         BinaryName = {runc}\n\
+         \x20         Root = {runc_root}\n\
          \x20         SystemdCgroup = {systemd}\n\
          \x20   [{cri}.cni]\n\
          \x20     bin_dir = {cni_bin}\n\
@@ -88,6 +89,7 @@ fn render_config(ctx: &NodeContext) -> String {
         opt = toml_str(data.containerd().join("opt").display()),
         pause = toml_str(&ctx.config.spec.images.pause),
         runc = toml_str(ctx.node.binary("runc").display()),
+        runc_root = toml_str(paths::runc_root(run).display()),
         systemd = ctx.node.cgroup_driver.systemd_cgroup(),
         cni_bin = toml_str(ctx.node.cni_bin_dir.display()),
         cni_conf = toml_str(paths::cni_conf_dir(data).display()),
@@ -286,6 +288,7 @@ mod tests {
         );
         let runc = &cri["containerd"]["runtimes"]["runc"]["options"];
         assert_eq!(runc["BinaryName"].as_str(), Some("/var/lib/k0x/bin/runc"));
+        assert_eq!(runc["Root"].as_str(), Some("/run/k0x/containerd/runc"));
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub fn containerd_state(run: &RunDir) -> PathBuf {
     run.containerd().join("state")
 }
 
+/// runc's state for the containers k0x's containerd runs: under the run dir, so it is neither shared
+/// with a host containerd nor left behind by `k0x reset` (runc's default is a host-wide path).
+pub fn runc_root(run: &RunDir) -> PathBuf {
+    run.containerd().join("runc")
+}
+
 /// CNI network configuration directory read by containerd's CRI plugin.
 pub fn cni_conf_dir(data: &DataDir) -> PathBuf {
     data.etc().join("cni").join("net.d")
