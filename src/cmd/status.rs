@@ -41,8 +41,8 @@ fn render(status: &NodeStatus) -> String {
         status.pid
     );
     out += &format!(
-        "{:<24} {:<9} {:>8} {:>8}  {}\n",
-        "COMPONENT", "STATE", "PID", "RESTARTS", "DETAIL"
+        "{:<24} {:<9} {:>8} {:>8}  {:<24} {}\n",
+        "COMPONENT", "STATE", "PID", "RESTARTS", "VERSION", "DETAIL"
     );
     for c in &status.components {
         let pid = c.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
@@ -51,9 +51,10 @@ fn render(status: &NodeStatus) -> String {
             .clone()
             .or_else(|| c.last_exit.as_ref().map(|e| format!("last exit: {e}")))
             .unwrap_or_default();
+        let version = c.version.as_deref().unwrap_or("-");
         out += &format!(
-            "{:<24} {:<9} {:>8} {:>8}  {}\n",
-            c.name, c.state, pid, c.restarts, detail
+            "{:<24} {:<9} {:>8} {:>8}  {:<24} {}\n",
+            c.name, c.state, pid, c.restarts, version, detail
         );
     }
     out

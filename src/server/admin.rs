@@ -2,6 +2,7 @@
 //! the running server. HTTP/1 with JSON bodies over a unix socket: easy to debug with
 //! `curl --unix-socket`, and only root can connect.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,13 +46,15 @@ pub struct ComponentView {
     pub pid: Option<u32>,
     pub restarts: u32,
     pub last_exit: Option<String>,
+    /// The version its binary reported when the payload was staged (`None`: not from a payload).
+    pub version: Option<String>,
     /// Seconds since the Unix epoch at which the component entered `state`.
     pub since: Option<u64>,
     pub message: Option<String>,
 }
 
 impl ComponentView {
-    fn supervised(status: &ComponentStatus) -> Self {
+    fn supervised(status: &ComponentStatus, versions: &BTreeMap<String, String>) -> Self {
         Self {
             name: status.name.clone(),
             state: serde_json::to_value(status.state)
@@ -61,6 +64,7 @@ impl ComponentView {
             pid: status.pid,
             restarts: status.restarts,
             last_exit: status.last_exit.map(|exit| exit.to_string()),
+            version: versions.get(&status.name).cloned(),
             since: status
                 .since
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -77,6 +81,7 @@ impl ComponentView {
             pid: None,
             restarts: 0,
             last_exit: None,
+            version: None,
             since: None,
             message: Some(reason.to_owned()),
         }
@@ -90,6 +95,8 @@ pub struct StatusSource {
     /// Components the supervisor will run, listed as waiting until it has launched them.
     planned: Vec<String>,
     not_running: Vec<ComponentView>,
+    /// Component versions from `bin/.manifest`, read once: binaries change only with a restart.
+    versions: BTreeMap<String, String>,
     live: watch::Receiver<Vec<ComponentStatus>>,
 }
 
@@ -113,10 +120,15 @@ impl StatusSource {
             pid: std::process::id(),
             components: Vec::new(),
         };
+        let versions = k0x_assets::components_report(&ctx.data, None)
+            .into_iter()
+            .filter_map(|info| Some((info.name, info.present_version?)))
+            .collect();
         Self {
             base,
             planned: plan.specs.iter().map(|spec| spec.name.clone()).collect(),
             not_running,
+            versions,
             live,
         }
     }
@@ -127,7 +139,7 @@ impl StatusSource {
             .live
             .borrow()
             .iter()
-            .map(ComponentView::supervised)
+            .map(|status| ComponentView::supervised(status, &self.versions))
             .collect();
         let unlaunched: Vec<ComponentView> = self
             .planned
