@@ -35,7 +35,7 @@ pub use backoff::BackoffPolicy;
 pub use error::Error;
 pub use host::{Exited, Host, Launch, MARKER_VAR, ProcessTable, Spawned, Zombie, marker_entry};
 pub use lock::{DataDirLock, LockError};
-pub use orphans::{ORPHAN_GRACE, end_orphans, marker_value};
+pub use orphans::{Leftovers, ORPHAN_GRACE, end_orphans, marker_value};
 pub use spec::{Probe, ProbeTiming, Readiness, RestartPolicy, Spec};
 pub use status::{ComponentState, ComponentStatus, ExitReason};
 pub use supervisor::{Supervisor, SupervisorConfig, all_ready};

@@ -138,9 +138,51 @@ pub(crate) fn end_marked(
     }
 }
 
-/// Every unmarked descendant of `roots`, with its parent: a container's processes get a fresh
-/// environment from their OCI spec, so they carry no marker, but they descend from a marked shim.
-pub(crate) fn offspring(table: &dyn ProcessTable, roots: &[Pid]) -> Vec<(Pid, Pid)> {
+/// What a k0x left running on a data dir: the processes carrying its marker (children that left
+/// their process group, like containerd shims) and the unmarked processes below them (the
+/// containers a shim runs get a fresh environment from their OCI spec, so no marker).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub marked: Vec<Pid>,
+    /// Each unmarked descendant with the parent it was found under.
+    pub offspring: Vec<(Pid, Pid)>,
+}
+
+impl Leftovers {
+    /// Finds every process other than this one carrying `marker`, and everything below those.
+    pub fn find(table: &dyn ProcessTable, marker: &[u8]) -> io::Result<Self> {
+        let marked = marked_processes(table, marker)?;
+        let offspring = offspring(table, &marked);
+        Ok(Self { marked, offspring })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marked.is_empty() && self.offspring.is_empty()
+    }
+
+    /// Ends them: the offspring first, while their shims still hold them (once a shim is gone
+    /// they are reparented and no longer recognisable as ours), then the marked processes. Each
+    /// gets SIGTERM, then SIGKILL after `grace`; a signal only reaches a process that is still
+    /// what it was found as (marked, or under the same parent). Returns the pids signalled.
+    pub fn end(
+        &self,
+        table: &dyn ProcessTable,
+        marker: &[u8],
+        grace: Duration,
+    ) -> io::Result<Vec<Pid>> {
+        let mut ended = end_offspring(table, &self.offspring, grace);
+        ended.extend(end_marked(
+            table,
+            &self.marked.iter().copied().collect(),
+            marker,
+            grace,
+        )?);
+        Ok(ended)
+    }
+}
+
+/// Every unmarked descendant of `roots`, with its parent.
+fn offspring(table: &dyn ProcessTable, roots: &[Pid]) -> Vec<(Pid, Pid)> {
     let mut found: Vec<(Pid, Pid)> = Vec::new();
     let mut parents: Vec<Pid> = roots.to_vec();
     while let Some(parent) = parents.pop() {
@@ -155,11 +197,7 @@ pub(crate) fn offspring(table: &dyn ProcessTable, roots: &[Pid]) -> Vec<(Pid, Pi
 }
 
 /// SIGTERM to each of `offspring` still under its parent, SIGKILL after `grace` to those left.
-pub(crate) fn end_offspring(
-    table: &dyn ProcessTable,
-    offspring: &[(Pid, Pid)],
-    grace: Duration,
-) -> Vec<Pid> {
+fn end_offspring(table: &dyn ProcessTable, offspring: &[(Pid, Pid)], grace: Duration) -> Vec<Pid> {
     let send = |(pid, parent): &(Pid, Pid), signal: Signal| {
         table
             .signal_if_child_of(*pid, *parent, signal)

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::host::{Host, marker_entry};
 use crate::lock::DataDirLock;
 use crate::order::start_order;
+use crate::orphans::Leftovers;
 use crate::orphans::{self, ORPHAN_GRACE};
 use crate::runner::{Runner, Startup, StatusSender};
 use crate::spec::Spec;
@@ -142,14 +143,7 @@ impl<H: Host> Supervisor<H> {
         let marker = self.marker();
         let grace = self.config.orphan_grace;
         let swept = tokio::task::spawn_blocking(move || {
-            let strays = orphans::marked_processes(host.as_ref(), &marker)?;
-            // Containers first, while their shims still hold them: once a shim is gone they
-            // are reparented and no longer recognisable as ours.
-            let offspring = orphans::offspring(host.as_ref(), &strays);
-            let mut ended = orphans::end_offspring(host.as_ref(), &offspring, grace);
-            let strays = strays.into_iter().collect();
-            ended.extend(orphans::end_marked(host.as_ref(), &strays, &marker, grace)?);
-            Ok::<_, std::io::Error>(ended)
+            Leftovers::find(host.as_ref(), &marker)?.end(host.as_ref(), &marker, grace)
         })
         .await;
         match swept {

@@ -301,12 +301,15 @@ impl ProcessTable for ProcFs {
     }
 }
 
-/// The parent pid from /proc/PID/stat (the field after the parenthesised command name).
+/// The parent pid of a live process from /proc/PID/stat (state and ppid follow the command
+/// name, which is in parentheses and may contain anything); `None` for a zombie, which has
+/// exited and only waits to be reaped.
 fn parent_of(pid: Pid) -> Option<Pid> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let ppid = after_name.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Pid::from_raw(ppid))
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    (state != "Z" && state != "X").then(|| Pid::from_raw(ppid))
 }
 
 /// Sends `signal` to `pid` if `still_ours` holds while a pidfd pins the process: if it is still

@@ -286,9 +286,10 @@ pub fn reset(options: &ResetOptions) -> Result<Vec<Done>, ResetError> {
 
 fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), String> {
     match step {
-        Step::StopProcesses { processes, cgroups } => {
-            let pids: Vec<i32> = processes.iter().map(|(pid, _)| *pid).collect();
-            let left = processes::stop(&pids, options.grace);
+        Step::StopProcesses { cgroups, .. } => {
+            let marker_values = marker_paths(options.data_dir.root());
+            let markers: Vec<&Path> = marker_values.iter().map(PathBuf::as_path).collect();
+            let left = processes::stop(&markers, options.grace);
             if !left.is_empty() {
                 return Err(format!("still running after SIGKILL: {left:?}"));
             }

@@ -1,20 +1,16 @@
-//! Finding and ending processes a k0x started, by the `K0X_MANAGED=<data dir>` marker in their
-//! environment. The supervisor sets the marker on every child and children inherit it, so this
-//! also finds shims and helpers; container processes, which start from a clean environment, are
-//! found as descendants of a marked process. Nothing else is ever signalled.
+//! Finding and ending processes a k0x started, with the supervisor's own search: processes whose
+//! environment holds `K0X_MANAGED=<data dir>` (every child the supervisor starts, and what those
+//! start, like containerd shims) and the unmarked processes below them (containers start from a
+//! clean environment). Signals go through pidfds and only reach a process that is still what it
+//! was found as. Nothing else is ever signalled.
 
 use std::fs;
 use std::path::Path;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use k0x_supervisor::{Leftovers, MARKER_VAR, ProcFs, marker_entry};
 
-/// The environment variable the supervisor sets on every child.
-pub const MARKER_VAR: &str = "K0X_MANAGED";
-
-/// A running process carrying the marker of our data dir.
+/// A running process of our data dir's k0x.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkedProcess {
     pub pid: i32,
@@ -23,78 +19,52 @@ pub struct MarkedProcess {
     pub marked: bool,
 }
 
-/// Every live process (other than this one) whose environment holds `K0X_MANAGED=<dir>` for one
-/// of `data_dirs` (the path as given and its canonical form), plus all their descendants: a
-/// container's processes get a fresh environment from their OCI spec, but they descend from a
-/// marked containerd shim.
+/// The marker entry for each form the data dir's path may have taken.
+fn markers(data_dirs: &[&Path]) -> Vec<Vec<u8>> {
+    data_dirs
+        .iter()
+        .map(|dir| marker_entry(dir.as_os_str()))
+        .collect()
+}
+
+fn leftovers(marker: &[u8]) -> Leftovers {
+    Leftovers::find(&ProcFs, marker).unwrap_or_else(|error| {
+        tracing::warn!("cannot read the process table: {error}");
+        Leftovers::default()
+    })
+}
+
+/// Every live process (other than this one) carrying the marker of one of `data_dirs`, plus
+/// all their descendants.
 pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
-    let wanted: Vec<Vec<u8>> = data_dirs
-        .iter()
-        .map(|dir| format!("{MARKER_VAR}={}", dir.display()).into_bytes())
-        .collect();
-    let me = std::process::id() as i32;
-    let live: Vec<(i32, i32)> = all_pids()
-        .into_iter()
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| Some((pid, live_parent(pid)?)))
-        .collect();
-    let mut found: Vec<i32> = live
-        .iter()
-        .map(|&(pid, _)| pid)
-        .filter(|&pid| {
-            // Unreadable (gone, or a kernel thread) means not ours.
-            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|&b| b == 0)
-                    .any(|var| wanted.iter().any(|w| w.as_slice() == var))
-            })
-        })
-        .collect();
-    let carrying_marker = found.len();
-    // Add children of found processes until nothing new turns up.
-    let mut index = 0;
-    while index < found.len() {
-        let parent = found[index];
-        let children: Vec<i32> = live
-            .iter()
-            .filter(|&&(pid, ppid)| ppid == parent && pid != me && !found.contains(&pid))
-            .map(|&(pid, _)| pid)
-            .collect();
-        found.extend(children);
-        index += 1;
+    let mut found: Vec<MarkedProcess> = Vec::new();
+    for marker in markers(data_dirs) {
+        let leftovers = leftovers(&marker);
+        let marked = leftovers.marked.iter().map(|pid| (*pid, true));
+        let offspring = leftovers.offspring.iter().map(|(pid, _)| (*pid, false));
+        for (pid, marked) in marked.chain(offspring) {
+            if !found.iter().any(|p| p.pid == pid.as_raw()) {
+                found.push(MarkedProcess {
+                    pid: pid.as_raw(),
+                    command: command_line(pid.as_raw()),
+                    marked,
+                });
+            }
+        }
     }
-    let mut processes: Vec<MarkedProcess> = found
-        .iter()
-        .enumerate()
-        .map(|(index, &pid)| MarkedProcess {
-            pid,
-            command: command_line(pid),
-            marked: index < carrying_marker,
-        })
-        .collect();
-    processes.sort_by_key(|p| p.pid);
-    processes
+    found.sort_by_key(|p| p.pid);
+    found
 }
 
-fn all_pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The parent pid of a live (not zombie) process.
-fn live_parent(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // State and ppid follow the command name, which is in parentheses and may contain spaces.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    (state != "Z" && state != "X").then_some(ppid)
+/// Ends the processes of `data_dirs`' k0x (SIGTERM, then SIGKILL after `grace`). Returns the
+/// pids still there afterwards.
+pub fn stop(data_dirs: &[&Path], grace: Duration) -> Vec<i32> {
+    for marker in markers(data_dirs) {
+        if let Err(error) = leftovers(&marker).end(&ProcFs, &marker, grace) {
+            tracing::warn!("cannot end every process of {MARKER_VAR}: {error}");
+        }
+    }
+    find_marked(data_dirs).into_iter().map(|p| p.pid).collect()
 }
 
 fn command_line(pid: i32) -> String {
@@ -107,38 +77,4 @@ fn command_line(pid: i32) -> String {
                 .join(" ")
         })
         .unwrap_or_default()
-}
-
-/// Alive and not a zombie (a zombie has exited and only waits for its parent to reap it).
-fn is_alive(pid: i32) -> bool {
-    live_parent(pid).is_some()
-}
-
-/// Sends SIGTERM to every process, waits up to `grace`, then SIGKILLs what is left and waits
-/// for it to go. Returns the pids that survived even that.
-pub fn stop(pids: &[i32], grace: Duration) -> Vec<i32> {
-    signal_all(pids, Signal::SIGTERM);
-    let left = wait_gone(pids, grace);
-    if left.is_empty() {
-        return left;
-    }
-    signal_all(&left, Signal::SIGKILL);
-    wait_gone(&left, Duration::from_secs(5))
-}
-
-fn signal_all(pids: &[i32], signal: Signal) {
-    for &pid in pids {
-        let _ = kill(Pid::from_raw(pid), signal);
-    }
-}
-
-fn wait_gone(pids: &[i32], limit: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let alive: Vec<i32> = pids.iter().copied().filter(|&p| is_alive(p)).collect();
-        if alive.is_empty() || Instant::now() >= deadline {
-            return alive;
-        }
-        sleep(Duration::from_millis(50));
-    }
 }
