@@ -69,6 +69,7 @@ fn render_config(ctx: &NodeContext) -> String {
          \x20 [{cri}]\n\
          \x20   sandbox_image = {pause}\n\
          \x20   stream_server_address = \"127.0.0.1\"\n\
+         \x20   netns_mounts_under_state_dir = true\n\
          \x20   [{cri}.containerd]\n\
          \x20     default_runtime_name = \"runc\"\n\
          \x20     [{cri}.containerd.runtimes.runc]\n\
@@ -289,6 +290,8 @@ mod tests {
         let runc = &cri["containerd"]["runtimes"]["runc"]["options"];
         assert_eq!(runc["BinaryName"].as_str(), Some("/var/lib/k0x/bin/runc"));
         assert_eq!(runc["Root"].as_str(), Some("/run/k0x/containerd/runc"));
+        // Pod network namespaces live under k0x's run dir, where reset finds them.
+        assert_eq!(cri["netns_mounts_under_state_dir"].as_bool(), Some(true));
     }
 
     #[test]

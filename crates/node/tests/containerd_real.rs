@@ -254,4 +254,14 @@ fn containerd_merges_generated_config_with_drop_ins() {
         text.contains(&systemd),
         "cgroup driver not applied:\n{text}"
     );
+    // State that would otherwise land in host-wide paths stays under k0x's run dir.
+    let runc_root = format!("Root = \"{}\"", paths::runc_root(&ctx.run).display());
+    assert!(
+        text.contains(&runc_root),
+        "runc state outside the run dir:\n{text}"
+    );
+    assert!(
+        text.contains("netns_mounts_under_state_dir = true"),
+        "pod network namespaces outside the run dir:\n{text}"
+    );
 }
