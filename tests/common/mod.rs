@@ -8,7 +8,6 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -61,28 +60,16 @@ pub struct Ports {
 
 impl Ports {
     fn pick() -> Self {
-        // Hold every listener until all are chosen so the OS cannot hand out one port twice.
-        let listeners: Vec<TcpListener> = (0..4)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let port = |i: usize| listeners[i].local_addr().unwrap().port();
         Self {
-            api: port(0),
-            k0x_api: port(1),
-            etcd_client: port(2),
-            etcd_peer: port(3),
+            api: free_port(),
+            k0x_api: free_port(),
+            etcd_client: free_port(),
+            etcd_peer: free_port(),
         }
     }
 }
 
-/// A free loopback port for anything else a test configures.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use k0x_testkit::free_port;
 
 /// A scratch node; see the module docs. Dropping it cleans up everything.
 pub struct Node {

@@ -5,7 +5,6 @@
 //! SIGKILL if the test process dies first.
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -150,13 +149,7 @@ fn write(path: &Path, contents: &str) {
     fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// A free loopback port (the listener is closed before etcd binds it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
+pub use k0x_testkit::free_port;
 
 /// A running etcd member serving TLS on loopback.
 pub struct TestEtcd {

@@ -5,7 +5,6 @@
 //! remove the container's cgroup even when an assertion fails.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -72,13 +71,7 @@ fn alive(pid: i32) -> bool {
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use k0x_testkit::free_port;
 
 fn ctr(socket: &Path, args: &[&str]) -> std::process::Output {
     Command::new("ctr")

@@ -95,8 +95,8 @@ fn k0x_round(etcd: &Path) -> Duration {
     let tmp = tempfile::tempdir().unwrap();
     let bin = support::bin_dir(tmp.path(), &[etcd.to_path_buf()]);
     let mut ctx = support::context(tmp.path(), "bench", "127.0.0.1", &bin);
-    ctx.config.spec.storage.etcd.client_port = support::free_port();
-    ctx.config.spec.storage.etcd.peer_port = support::free_port();
+    ctx.config.spec.storage.etcd.client_port = k0x_testkit::free_port();
+    ctx.config.spec.storage.etcd.peer_port = k0x_testkit::free_port();
     support::pki::generate(&ctx.data, "bench", "127.0.0.1");
     let components = controller_components();
     let component = components.iter().find(|c| c.name() == "etcd").unwrap();
@@ -111,7 +111,7 @@ fn k0x_round(etcd: &Path) -> Duration {
 
 fn bare_round(etcd: &Path) -> Duration {
     let tmp = tempfile::tempdir().unwrap();
-    let (client, peer) = (support::free_port(), support::free_port());
+    let (client, peer) = (k0x_testkit::free_port(), k0x_testkit::free_port());
     let client_url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let mut command = Command::new(etcd);

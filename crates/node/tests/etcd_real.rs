@@ -57,7 +57,7 @@ fn etcd_runs_with_generated_args_and_mtls() {
     let etcd_bin = k0x_testkit::find_binary("etcd").unwrap();
     let bin = support::bin_dir(tmp.path(), &[etcd_bin]);
     let mut ctx = support::context(tmp.path(), "node-a", "127.0.0.1", &bin);
-    let (client_port, peer_port) = (support::free_port(), support::free_port());
+    let (client_port, peer_port) = (k0x_testkit::free_port(), k0x_testkit::free_port());
     ctx.config.spec.storage.etcd.client_port = client_port;
     ctx.config.spec.storage.etcd.peer_port = peer_port;
     pki::generate(&ctx.data, "node-a", "127.0.0.1");

@@ -10,13 +10,7 @@ use k0x_supervisor::{
     Readiness, Signal, Spec, Supervisor, SupervisorConfig, marker_entry, marker_value,
 };
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use k0x_testkit::free_port;
 
 /// SIGKILLs whatever still carries the test's marker, also when the test fails.
 struct Leftovers(Vec<u8>);

@@ -76,3 +76,26 @@ pub fn unmount_below(root: &Path) {
         let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// A TCP port that is free on every address, for a server a test configures.
+///
+/// Ports are drawn at random below the kernel's ephemeral range (32768 and up on Linux), where
+/// outgoing connections take their source ports: a port the OS handed out with `bind(:0)` and
+/// released can be taken again by any client socket before the server binds it. Each port is
+/// handed out once per test process.
+pub fn free_port() -> u16 {
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).expect("random bytes");
+        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
+        let free = |ip: Ipv4Addr| TcpListener::bind((ip, port)).is_ok();
+        if !handed_out.contains(&port) && free(Ipv4Addr::UNSPECIFIED) && free(Ipv4Addr::LOCALHOST) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+}

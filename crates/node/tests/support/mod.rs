@@ -3,22 +3,12 @@
 
 pub mod pki;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use k0x_config::{ClusterConfig, DataDir, RunDir};
 use k0x_node::{CgroupDriver, NodeContext, NodeFacts};
-
-/// A free TCP port on loopback (the OS picks it; other tests run etcd concurrently).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A node context rooted in `root` for a node `name` at `address`, with binaries in `bin`.
 pub fn context(root: &Path, name: &str, address: &str, bin: &Path) -> NodeContext {
