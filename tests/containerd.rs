@@ -78,15 +78,7 @@ fn containerd_behind_k0x_runs_busybox_on_the_pod_network() {
         text(&plugins)
     );
 
-    let image = node.root.join("busybox.tar");
-    k0x_testkit::image::busybox_image(&tools[1], IMAGE, &image).unwrap();
-    let import = node
-        .ctr()
-        .args(["images", "import"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(import.status.success(), "import: {}", stderr(&import));
+    node.import_busybox(&tools[1]);
 
     let suffix = random_suffix();
     let bridge = format!("k0xs{}", &suffix[..4]);

@@ -45,15 +45,7 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
     node.wait_ready(&["etcd", "containerd"]);
 
     let id = format!("k0x-reset-{}", k0x_testkit::cni::random_suffix());
-    let image = node.root.join("busybox.tar");
-    k0x_testkit::image::busybox_image(&tools[1], IMAGE, &image).unwrap();
-    let import = node
-        .ctr()
-        .args(["images", "import"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(import.status.success(), "import: {}", stderr(&import));
+    node.import_busybox(&tools[1]);
     let run = node
         .ctr()
         .args(["run", "-d", "--runc-binary"])

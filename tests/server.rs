@@ -202,16 +202,8 @@ fn killed_etcd_and_containerd_are_restarted_with_their_data() {
     node.start(WORKER);
     let before = node.wait_ready(&["etcd", "containerd"]);
     node.etcd_put("/k0x-test/survivor", "still-here");
-    let image = node.root.join("busybox.tar");
     let busybox = k0x_testkit::find_binary("busybox").unwrap();
-    k0x_testkit::image::busybox_image(&busybox, IMAGE, &image).unwrap();
-    let import = node
-        .ctr()
-        .args(["images", "import"])
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(import.status.success(), "import: {}", stderr(&import));
+    node.import_busybox(&busybox);
 
     for name in ["etcd", "containerd"] {
         let old = pid(&before, name);

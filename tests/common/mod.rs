@@ -339,6 +339,20 @@ impl Node {
         command
     }
 
+    /// Builds the busybox image (from the host's static `busybox`) and imports it as [`IMAGE`]
+    /// into k0x's containerd.
+    pub fn import_busybox(&self, busybox: &Path) {
+        let image = self.root.join("busybox.tar");
+        k0x_testkit::image::busybox_image(busybox, IMAGE, &image).unwrap();
+        let import = self
+            .ctr()
+            .args(["images", "import"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(import.status.success(), "import: {}", stderr(&import));
+    }
+
     /// The value of `key` in etcd (panics when etcdctl fails).
     pub fn etcd_get(&self, key: &str) -> String {
         let out = self.etcdctl(&["get", key, "--print-value-only"]);
