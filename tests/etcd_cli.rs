@@ -1,35 +1,18 @@
 //! `k0x etcd member-list` and `k0x etcd leave` against a real two-member etcd on loopback, with
 //! k0x's etcd client certificate read from the data directory.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::sync::Arc;
 
+use common::success_stdout as stdout;
 use k0x_config::{DataDir, layout, pki_names};
 use k0x_etcd::members::{self, Retry};
 use k0x_etcd::testing::TestEtcd;
 
 async fn k0x(data: &DataDir, args: &[&str]) -> Output {
-    let root = data.root().to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_k0x"))
-            .arg("--data-dir")
-            .arg(&root)
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "k0x failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    common::k0x_off_runtime("--data-dir", data.root(), args).await
 }
 
 fn stderr(output: &Output) -> String {

@@ -1,38 +1,20 @@
 //! `k0x token create|list|invalidate` run as a user would, against an admin socket served
 //! in-process by the join crate's token admin, backed by a real etcd.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::sync::Arc;
 
+use common::success_stdout as stdout;
 use k0x_etcd::testing::TestEtcd;
 use k0x_join::admin::{self, TokenAdmin};
 use k0x_join::{Role, Token, TokenStore};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
-/// Runs the k0x binary on a blocking thread so the in-process admin server keeps serving.
 async fn k0x(run_dir: &std::path::Path, args: &[&str]) -> Output {
-    let run_dir = run_dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_k0x"))
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "k0x failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    common::k0x_off_runtime("--run-dir", run_dir, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -444,6 +444,22 @@ pub fn pid(status: &Value, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("{name} has no pid: {status:#}")) as u32
 }
 
+/// Runs the built k0x with `dir_flag DIR ARGS...` on a blocking thread, so a server the test runs
+/// on its own async runtime (etcd client, admin socket) keeps serving meanwhile.
+pub async fn k0x_off_runtime(dir_flag: &str, dir: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(K0X);
+    command.arg(dir_flag).arg(dir).args(args);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The stdout of a k0x run that must have succeeded.
+pub fn success_stdout(output: &Output) -> String {
+    assert!(output.status.success(), "k0x failed: {}", stderr(output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
