@@ -13,7 +13,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Every token starts with this; a new format gets a new number.
 pub const PREFIX: &str = "k0x1.";
@@ -270,10 +269,9 @@ pub fn split_bearer(credential: &str) -> Option<(&str, &str)> {
         .then_some((id, secret))
 }
 
-/// sha256 (lowercase hex) of the first certificate of a PEM bundle: the CA pin.
+/// sha256 (lowercase hex) of the CA certificate's DER: the pin a token carries (the pki crate's rule).
 pub fn ca_pin(ca_pem: &str) -> Result<String, String> {
-    let certs = k0x_etcd::parse_certs(ca_pem)?;
-    Ok(hex::encode(Sha256::digest(certs[0].as_ref())))
+    k0x_pki::ca_pin(ca_pem).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
