@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, ValueEnum};
 use k0x_config::{ClusterConfig, DataDir, RunDir, layout};
+use k0x_host::sysinfo::HostFixes;
 
 use crate::cmd::Command;
 
@@ -52,6 +53,28 @@ impl GlobalArgs {
     /// The cluster configuration from `--config`; the built-in defaults when the default file is absent.
     pub fn load_config(&self) -> anyhow::Result<ClusterConfig> {
         ClusterConfig::load_or_default(&self.config).map_err(|errors| anyhow::anyhow!("{errors}"))
+    }
+}
+
+/// `--no-host-fixes`: of `k0x server` and `k0x worker`, and of `k0x install`, which writes it
+/// into the unit.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct HostFixesArg {
+    /// Do not load kernel modules or set sysctls at start, for hosts another tool prepares: k0x
+    /// then only checks them and refuses to start while a fatal check fails. Same as
+    /// `spec.host.applyFixes: false` in the configuration.
+    #[arg(long)]
+    pub no_host_fixes: bool,
+}
+
+impl HostFixesArg {
+    /// What a node does to its host at start: fixes unless the flag or the configuration say no.
+    pub fn host_fixes(self, config: &ClusterConfig) -> HostFixes {
+        if config.spec.host.apply_fixes && !self.no_host_fixes {
+            HostFixes::Apply
+        } else {
+            HostFixes::Off
+        }
     }
 }
 

@@ -109,6 +109,18 @@ fn install_worker_below_a_root_then_reset_removes_it() {
 }
 
 #[test]
+fn install_carries_no_host_fixes_into_the_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = k0x(&["install", "controller", "--no-host-fixes", "--root", root]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let unit =
+        fs::read_to_string(dir.path().join("etc/systemd/system/k0xcontroller.service")).unwrap();
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(exec.ends_with(" server --no-host-fixes"), "{exec}");
+}
+
+#[test]
 fn sysinfo_json_lists_every_check() {
     let dir = tempfile::tempdir().unwrap();
     let out = k0x(&[

@@ -9,7 +9,7 @@ use k0x_host::install::{
 };
 use k0x_host::units::{InitSystem, Role};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, HostFixesArg};
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
@@ -61,6 +61,8 @@ pub struct CommonArgs {
     /// Service manager to write the unit for.
     #[arg(long, value_enum, default_value_t = Init::Systemd)]
     pub init: Init,
+    #[command(flatten)]
+    pub host_fixes: HostFixesArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,12 +74,19 @@ pub enum Init {
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let passthrough = Passthrough::non_default(
-        &absolute(&global.data_dir),
-        &absolute(&global.run_dir),
-        &absolute(&global.config),
-    );
-    let (role, args, token, common) = match &args.role {
+    let common = match &args.role {
+        InstallRole::Controller(c) => &c.common,
+        InstallRole::Worker(w) => &w.common,
+    };
+    let passthrough = Passthrough {
+        no_host_fixes: common.host_fixes.no_host_fixes,
+        ..Passthrough::non_default(
+            &absolute(&global.data_dir),
+            &absolute(&global.run_dir),
+            &absolute(&global.config),
+        )
+    };
+    let (role, args, token) = match &args.role {
         InstallRole::Controller(c) => (
             Role::Controller,
             controller_args(
@@ -87,13 +96,11 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
                 &passthrough,
             ),
             c.token_file.as_deref().map(read_token).transpose()?,
-            &c.common,
         ),
         InstallRole::Worker(w) => (
             Role::Worker,
             worker_args(&passthrough),
             Some(read_token(&w.token_file)?),
-            &w.common,
         ),
     };
     let init = match common.init {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, HostFixesArg};
 use crate::server::{self, Role, ServerOptions};
 
 #[derive(Debug, Args)]
@@ -26,6 +26,8 @@ pub struct ServerArgs {
     /// kube-controller-manager, containerd, kubelet).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub disable_components: Vec<String>,
+    #[command(flatten)]
+    pub host_fixes: HostFixesArg,
 }
 
 pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
@@ -42,7 +44,13 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
         wrong_role_hint: "`k0x server` joins with a token from `k0x token create --role \
                           controller` (use `k0x worker` for a worker token)",
     };
-    run_node(global, role, &token, &args.disable_components)
+    run_node(
+        global,
+        role,
+        &token,
+        &args.disable_components,
+        args.host_fixes,
+    )
 }
 
 /// The join token a node command was given, and the role it must be for.
@@ -60,6 +68,7 @@ pub fn run_node(
     role: Role,
     token: &NodeToken<'_>,
     disabled: &[String],
+    host_fixes: HostFixesArg,
 ) -> anyhow::Result<()> {
     k0x_node::filter_disabled(Vec::new(), disabled)?;
     let config = global.load_config()?;
@@ -80,6 +89,7 @@ pub fn run_node(
         role,
         disabled: disabled.to_vec(),
         token,
+        host_fixes: host_fixes.host_fixes(&config),
     };
     server::run(config, global.data_dir(), global.run_dir(), &options)
 }

@@ -48,7 +48,9 @@ pub fn run(global: &GlobalArgs, args: &SysinfoArgs) -> anyhow::Result<()> {
         args.role != CheckRole::Controller,
     );
     let mut report = run_checks(&RealHost, &options);
-    let fixed = args.fix.then(|| fix::apply(&RealHost, &report, &args.root));
+    let fixed = args
+        .fix
+        .then(|| fix::apply(&RealHost, &report, fix::Keep::Persisted(&args.root)));
     if fixed.is_some() {
         report = run_checks(&RealHost, &options);
     }
@@ -63,7 +65,7 @@ pub fn run(global: &GlobalArgs, args: &SysinfoArgs) -> anyhow::Result<()> {
             for f in fixed.iter().flatten() {
                 match &f.error {
                     None => println!(
-                        "fixed  {} (kept in {})",
+                        "fixed  {f} ({}, kept in {})",
                         f.action,
                         f.persisted_in
                             .as_deref()

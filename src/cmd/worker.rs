@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, HostFixesArg};
 use crate::cmd::server::{NodeToken, run_node};
 use crate::server::Role;
 
@@ -21,6 +21,8 @@ pub struct WorkerArgs {
     /// Components not to run, comma separated (containerd, kubelet).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub disable_components: Vec<String>,
+    #[command(flatten)]
+    pub host_fixes: HostFixesArg,
 }
 
 pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
@@ -35,5 +37,11 @@ pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
         role: k0x_join::Role::Worker,
         wrong_role_hint: "`k0x worker` needs one from `k0x token create --role worker`",
     };
-    run_node(global, role, &token, &args.disable_components)
+    run_node(
+        global,
+        role,
+        &token,
+        &args.disable_components,
+        args.host_fixes,
+    )
 }

@@ -33,6 +33,8 @@ pub struct ServerOptions {
     pub disabled: Vec<String>,
     /// The join token of a worker's or a joining controller's first start.
     pub token: Option<Token>,
+    /// Whether the host is fixed before it is checked.
+    pub host_fixes: sysinfo::HostFixes,
 }
 
 /// Runs the node until SIGINT or SIGTERM, then stops every component. Blocks.
@@ -50,7 +52,7 @@ pub fn run(
         )
     })?;
     end_orphans(&run, &lock)?;
-    preflight(&config, &data, options.role)?;
+    preflight(&config, &data, options)?;
     install_components(&data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -110,9 +112,10 @@ fn identity(
     }
 }
 
-/// The host checks a node cannot run without (sysinfo's fatal ones), on the ports this
-/// configuration uses.
-fn preflight(config: &ClusterConfig, data: &DataDir, role: Role) -> anyhow::Result<()> {
+/// The safe host fixes (unless turned off), then the host checks a node cannot run without
+/// (sysinfo's fatal ones), on the ports this configuration uses.
+fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> anyhow::Result<()> {
+    let role = server.role;
     let mut options = sysinfo::Options::new(data.clone(), role.controller, role.worker);
     let spec = &config.spec;
     options.ports.clear();
@@ -128,7 +131,7 @@ fn preflight(config: &ClusterConfig, data: &DataDir, role: Role) -> anyhow::Resu
     if role.worker {
         options.ports.extend(sysinfo::WORKER_PORTS);
     }
-    let report = sysinfo::fatal_checks(&options)?;
+    let report = sysinfo::prepare_for_start(&sysinfo::RealHost, &options, server.host_fixes)?;
     for check in report
         .checks
         .iter()

@@ -66,6 +66,7 @@ pub struct Spec {
     pub images: Images,
     pub pki: Pki,
     pub probes: Probes,
+    pub host: HostSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,5 +245,20 @@ impl Default for Probes {
             timeout_seconds: BTreeMap::new(),
             default_timeout_seconds: 120,
         }
+    }
+}
+
+/// What `k0x server` and `k0x worker` may change on the host itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HostSettings {
+    /// Load the kernel modules and set the sysctls a worker needs at start (until reboot) before
+    /// the host checks run. `false` for hosts another tool prepares: k0x then only checks.
+    pub apply_fixes: bool,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        Self { apply_fixes: true }
     }
 }

@@ -87,6 +87,24 @@ fn unknown_field_deep_in_the_tree() {
 }
 
 #[test]
+fn host_settings_are_read_and_a_misspelt_one_is_an_error() {
+    let checked = check_yaml(
+        &format!("{HEADER}spec:\n  host:\n    applyFixes: false\n"),
+        "ok.yaml",
+    )
+    .unwrap();
+    assert!(!checked.config.spec.host.apply_fixes);
+    assert!(ClusterConfig::default().spec.host.apply_fixes);
+    let error = single_error(
+        "spec:\n  host:\n    applyFix: false\n",
+        "spec.host.applyFix",
+        5,
+        5,
+    );
+    assert_mentions(&error, &["unknown field `applyFix`", "`applyFixes`"]);
+}
+
+#[test]
 fn k0s_only_section_is_an_error_in_a_k0x_file() {
     let error = single_error(
         "spec:\n  telemetry:\n    enabled: true\n",

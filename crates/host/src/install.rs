@@ -28,13 +28,15 @@ pub fn token_path(role: Role) -> &'static str {
     }
 }
 
-/// Global flags a unit passes on to `k0x server` / `k0x worker`; only non-default ones are written
-/// so that a unit stays short and follows future changes of the defaults.
+/// Flags `k0x install` passes on to the `k0x server` / `k0x worker` of the unit; only non-default
+/// ones are written so that a unit stays short and follows future changes of the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Passthrough {
     pub data_dir: Option<PathBuf>,
     pub run_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
+    /// `--no-host-fixes`: the unit's node only checks the host.
+    pub no_host_fixes: bool,
 }
 
 impl Passthrough {
@@ -45,10 +47,14 @@ impl Passthrough {
             data_dir: keep(data_dir, layout::DEFAULT_DATA_DIR),
             run_dir: keep(run_dir, layout::DEFAULT_RUN_DIR),
             config: keep(config, layout::DEFAULT_CONFIG_FILE),
+            no_host_fixes: false,
         }
     }
 
     fn push_to(&self, args: &mut Vec<String>) {
+        if self.no_host_fixes {
+            args.push("--no-host-fixes".into());
+        }
         for (flag, value) in [
             ("--data-dir", &self.data_dir),
             ("--run-dir", &self.run_dir),
@@ -310,6 +316,27 @@ mod tests {
                 "etcd,kube-scheduler",
                 "--data-dir",
                 "/srv/k0x"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_host_fixes_is_carried_into_both_units() {
+        let pass = Passthrough {
+            no_host_fixes: true,
+            ..Passthrough::default()
+        };
+        assert_eq!(
+            controller_args(false, &[], false, &pass),
+            ["server", "--no-host-fixes"]
+        );
+        assert_eq!(
+            worker_args(&pass),
+            [
+                "worker",
+                "--token-file",
+                WORKER_TOKEN_PATH,
+                "--no-host-fixes"
             ]
         );
     }

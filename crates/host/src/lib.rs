@@ -5,7 +5,8 @@
 //! - [`service`]: `k0x start` / `k0x stop` through the host's service manager.
 //! - [`notify`]: READY=1 / STOPPING=1 for the `Type=notify` units.
 //! - [`sysinfo`]: preflight checks with a one-line fix each, `--fix` for the safe ones, and
-//!   [`sysinfo::fatal_checks`] that `k0x server` / `k0x worker` run before starting anything.
+//!   [`sysinfo::prepare_for_start`] that `k0x server` / `k0x worker` run before starting
+//!   anything: the safe fixes until reboot, then the fatal checks.
 //! - [`reset`]: removes what k0x created (processes, mounts, dirs, CNI bridge and chains, units).
 //!
 //! Host side effects of the checks go through the [`sysinfo::Host`] trait so every check is

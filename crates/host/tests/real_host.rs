@@ -209,7 +209,11 @@ fn fix_child_in_netns() {
     let only_forwarding = Report {
         checks: before.checks.into_iter().filter(|c| c.id == key).collect(),
     };
-    let fixed = fix::apply(&RealHost, &only_forwarding, Path::new(&root));
+    let fixed = fix::apply(
+        &RealHost,
+        &only_forwarding,
+        fix::Keep::Persisted(Path::new(&root)),
+    );
     assert_eq!(fixed.len(), 1);
     assert_eq!(fixed[0].error, None);
     let after = run_checks(&RealHost, &options);

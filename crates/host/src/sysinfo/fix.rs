@@ -1,18 +1,21 @@
-//! `k0x sysinfo --fix`: loads missing kernel modules and sets sysctls, and persists both so the
-//! host is still prepared after a reboot.
+//! The safe host fixes: load missing kernel modules and set sysctls, the remedies of failed checks.
 //!
 //! Only these remedies are applied automatically: they are what every Kubernetes node needs and
 //! they change nothing a running host relies on. Swap, cgroup kernel parameters, ports and the
 //! clock are left to the user, whose one-line fix the report shows.
+//!
+//! Two commands apply them, and [`Keep`] says for how long: `k0x server` / `k0x worker` at every
+//! start until the next reboot, `k0x sysinfo --fix` also in the files the boot reads.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::Host;
+use super::host::{Host, sysctl_path};
 use super::{Remedy, Report};
 use k0x_config::fsutil::write_atomic;
 
@@ -21,66 +24,120 @@ pub const MODULES_LOAD_FILE: &str = "etc/modules-load.d/k0x.conf";
 /// Sysctls k0x sets at boot, relative to the root.
 pub const SYSCTL_FILE: &str = "etc/sysctl.d/99-k0x.conf";
 
+/// How long an applied fix lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep<'a> {
+    /// Until reboot: what `k0x server` and `k0x worker` do at start. They leave /etc alone
+    /// because its sysctl.d and modules-load.d belong to the administrator and the tools that
+    /// manage the host, and because they need no help from the boot: every start (the unit
+    /// starts at boot) applies the fixes again. k3s does the same.
+    UntilReboot,
+    /// Also in files below this root (`/` on a real host) that the boot applies: the explicit
+    /// `k0x sysinfo --fix`. `k0x reset` removes them.
+    Persisted(&'a Path),
+}
+
+impl Keep<'_> {
+    /// The file that keeps a fix across reboots, if any.
+    fn file(self, relative: &str) -> Option<PathBuf> {
+        match self {
+            Keep::UntilReboot => None,
+            Keep::Persisted(root) => Some(root.join(relative)),
+        }
+    }
+}
+
 /// One applied remedy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fixed {
+    /// The check it fixes, e.g. `sysctl:net.ipv4.ip_forward`.
+    pub check: String,
     /// e.g. `modprobe br_netfilter`, `sysctl -w net.ipv4.ip_forward=1`.
     pub action: String,
+    /// What the check found before, e.g. `0`, `missing`, `not loaded`.
+    pub before: String,
+    /// What the remedy sets, e.g. `1`, `loaded`.
+    pub after: String,
     /// None when it worked, else why not.
     pub error: Option<String>,
-    /// The file that keeps it across reboots, when it worked.
+    /// The file that keeps it across reboots, when it worked and was persisted.
     pub persisted_in: Option<PathBuf>,
 }
 
-/// Applies the remedies of every failed check in `report`: modules first (a bridge sysctl only
-/// exists once br_netfilter is loaded), then sysctls. Persisted files go below `root` (`/` on a
-/// real host) and keep any lines an administrator added.
-pub fn apply(host: &dyn Host, report: &Report, root: &Path) -> Vec<Fixed> {
-    let mut modules: Vec<&'static str> = Vec::new();
-    let mut sysctls: Vec<(&'static str, &'static str)> = Vec::new();
-    for remedy in report.checks.iter().filter_map(|c| c.remedy.as_ref()) {
-        match *remedy {
-            Remedy::LoadModule(name) if !modules.contains(&name) => modules.push(name),
-            Remedy::SetSysctl { key, value } if !sysctls.iter().any(|(k, _)| *k == key) => {
-                sysctls.push((key, value));
-            }
-            _ => {}
+impl Fixed {
+    fn new(check: &str, action: String, before: String, after: &str) -> Self {
+        Self {
+            check: check.to_owned(),
+            action,
+            before,
+            after: after.to_owned(),
+            error: None,
+            persisted_in: None,
         }
     }
-    let mut fixed = Vec::new();
-    let modules_file = root.join(MODULES_LOAD_FILE);
-    for name in modules {
-        let result = host
-            .load_module(name)
-            .and_then(|()| persist_module(&modules_file, name));
-        fixed.push(outcome(format!("modprobe {name}"), result, &modules_file));
+
+    fn settle(mut self, result: io::Result<()>, file: Option<PathBuf>) -> Self {
+        match result {
+            Ok(()) => self.persisted_in = file,
+            Err(err) => self.error = Some(err.to_string()),
+        }
+        self
     }
-    let sysctl_file = root.join(SYSCTL_FILE);
-    for (key, value) in sysctls {
-        let result = host
-            .write_sysctl(key, value)
-            .and_then(|()| persist_sysctl(&sysctl_file, key, value));
-        fixed.push(outcome(
-            format!("sysctl -w {key}={value}"),
-            result,
-            &sysctl_file,
-        ));
-    }
-    fixed
 }
 
-fn outcome(action: String, result: io::Result<()>, file: &Path) -> Fixed {
-    match result {
-        Ok(()) => Fixed {
-            action,
-            error: None,
-            persisted_in: Some(file.into()),
-        },
-        Err(err) => Fixed {
-            action,
-            error: Some(err.to_string()),
-            persisted_in: None,
-        },
+/// `sysctl:net.ipv4.ip_forward: 0 → 1`.
+impl fmt::Display for Fixed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} → {}", self.check, self.before, self.after)
+    }
+}
+
+/// Applies the remedies of every failed check in `report`, each once: modules first (a bridge
+/// sysctl only exists once br_netfilter is loaded), then sysctls. Persisted files keep any lines
+/// an administrator added.
+pub fn apply(host: &dyn Host, report: &Report, keep: Keep<'_>) -> Vec<Fixed> {
+    let mut remedies: Vec<(&str, &Remedy)> = Vec::new();
+    for check in &report.checks {
+        if let Some(remedy) = &check.remedy
+            && !remedies.iter().any(|(_, r)| *r == remedy)
+        {
+            remedies.push((&check.id, remedy));
+        }
+    }
+    remedies.sort_by_key(|(_, remedy)| matches!(remedy, Remedy::SetSysctl { .. }));
+    remedies
+        .into_iter()
+        .map(|(check, remedy)| apply_one(host, check, remedy, keep))
+        .collect()
+}
+
+fn apply_one(host: &dyn Host, check: &str, remedy: &Remedy, keep: Keep<'_>) -> Fixed {
+    match *remedy {
+        Remedy::LoadModule(name) => {
+            let file = keep.file(MODULES_LOAD_FILE);
+            let result = host
+                .load_module(name)
+                .and_then(|()| file.as_deref().map_or(Ok(()), |f| persist_module(f, name)));
+            Fixed::new(
+                check,
+                format!("modprobe {name}"),
+                "not loaded".into(),
+                "loaded",
+            )
+            .settle(result, file)
+        }
+        Remedy::SetSysctl { key, value } => {
+            let before = host
+                .read(&sysctl_path(key))
+                .map_or_else(|_| "missing".to_owned(), |v| v.trim().to_owned());
+            let file = keep.file(SYSCTL_FILE);
+            let result = host.write_sysctl(key, value).and_then(|()| {
+                file.as_deref()
+                    .map_or(Ok(()), |f| persist_sysctl(f, key, value))
+            });
+            Fixed::new(check, format!("sysctl -w {key}={value}"), before, value)
+                .settle(result, file)
+        }
     }
 }
 
@@ -159,7 +216,7 @@ mod tests {
         .unwrap();
 
         let report = run_checks(&host, &options());
-        let fixed = apply(&host, &report, root.path());
+        let fixed = apply(&host, &report, Keep::Persisted(root.path()));
         assert!(fixed.iter().all(|f| f.error.is_none()), "{fixed:#?}");
         assert_eq!(*host.loaded.borrow(), ["br_netfilter"]);
         assert_eq!(host.sysctl_writes.borrow().len(), 3);
@@ -176,7 +233,7 @@ mod tests {
             format!("{HEADER}br_netfilter\n")
         );
         // Running it again changes nothing.
-        assert!(apply(&host, &after, root.path()).is_empty());
+        assert!(apply(&host, &after, Keep::Persisted(root.path())).is_empty());
     }
 
     #[test]
@@ -186,7 +243,11 @@ mod tests {
         host.set("/proc/modules", "");
         host.set("/proc/filesystems", "");
         let root = tempfile::tempdir().unwrap();
-        let fixed = apply(&host, &run_checks(&host, &options()), root.path());
+        let fixed = apply(
+            &host,
+            &run_checks(&host, &options()),
+            Keep::Persisted(root.path()),
+        );
         assert_eq!(fixed.len(), 1);
         assert_eq!(fixed[0].action, "modprobe overlay");
         assert!(

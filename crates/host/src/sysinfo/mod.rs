@@ -2,20 +2,22 @@
 //!
 //! Each check yields pass, warn or fail with a one-line fix. Checks whose failure would make a
 //! component fail later in a confusing way are *fatal* for the roles that need them:
-//! [`fatal_checks`] runs them before `k0x server` / `k0x worker` start anything, so the user
+//! [`prepare_for_start`] runs them before `k0x server` / `k0x worker` start anything, so the user
 //! reads "net.ipv4.ip_forward is 0: ..." instead of a pod network that silently drops packets.
-//! [`fix::apply`] fixes what is safe (kernel modules, sysctls) and persists it.
+//! What is safe to fix (kernel modules, sysctls) [`fix::apply`] fixes: at every start until
+//! reboot, as k3s and Docker set what they need, and persistently with `k0x sysinfo --fix`.
 
 mod checks;
 pub mod fix;
 pub mod host;
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use k0x_config::DataDir;
 use serde::Serialize;
 
 pub use checks::{CgroupVersion, run_checks};
+pub use fix::Fixed;
 pub use host::{Host, RealHost};
 
 /// Outcome of one check.
@@ -189,28 +191,202 @@ impl Report {
     }
 }
 
-/// The host is not fit to run the requested roles.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "host checks failed: {}; run `k0x sysinfo` for details or `k0x sysinfo --fix` to fix what is safe",
-    .failures.iter().map(|c| format!("{} is {} (fix: {})", c.id, c.detail, c.fix.as_deref().unwrap_or("-"))).collect::<Vec<_>>().join("; ")
-)]
-pub struct PreflightError {
-    pub failures: Vec<Check>,
+/// Whether `k0x server` / `k0x worker` fix the host before checking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFixes {
+    /// Apply the safe fixes until reboot (the default).
+    Apply,
+    /// Only check: the host is prepared by another tool (`--no-host-fixes`,
+    /// `spec.host.applyFixes: false`).
+    Off,
 }
 
-/// Runs every check on this machine and fails when a fatal one failed. `k0x server` and
-/// `k0x worker` call this before starting components (after ending orphans of an earlier run,
-/// whose listeners would otherwise show up as busy ports).
-pub fn fatal_checks(options: &Options) -> Result<Report, PreflightError> {
-    let report = run_checks(&RealHost, options);
+/// The host is not fit to run the requested roles: one line naming each fatal failure, what k0x
+/// tried about it, and how to fix it.
+#[derive(Debug)]
+pub struct PreflightError {
+    pub failures: Vec<Check>,
+    /// Fixes k0x tried at start that did not work.
+    pub failed_fixes: Vec<Fixed>,
+    pub fixes: HostFixes,
+}
+
+impl fmt::Display for PreflightError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failures: Vec<String> = self.failures.iter().map(|c| self.describe(c)).collect();
+        write!(f, "host checks failed: {}; ", failures.join("; "))?;
+        let fixable = self.failures.iter().any(|c| c.remedy.is_some());
+        if self.fixes == HostFixes::Off && fixable {
+            write!(
+                f,
+                "host fixes are off (--no-host-fixes or spec.host.applyFixes: false), so k0x \
+                 changed nothing: apply the fixes or run `k0x sysinfo --fix`"
+            )
+        } else {
+            write!(f, "run `k0x sysinfo` for details")
+        }
+    }
+}
+
+impl std::error::Error for PreflightError {}
+
+impl PreflightError {
+    fn describe(&self, check: &Check) -> String {
+        let tried = self
+            .failed_fixes
+            .iter()
+            .find(|fixed| fixed.check == check.id)
+            .map(|fixed| {
+                let error = fixed.error.as_deref().unwrap_or_default();
+                format!(", `{}` failed: {error}", fixed.action)
+            })
+            .unwrap_or_default();
+        let fix = check.fix.as_deref().unwrap_or("-");
+        format!("{} is {}{tried} (fix: {fix})", check.id, check.detail)
+    }
+}
+
+/// What `k0x server` and `k0x worker` do to the host before they start anything (after ending
+/// orphans of an earlier run, whose listeners would otherwise show up as busy ports): the safe
+/// fixes until reboot, each change one info line, then every check; an error when a fatal one
+/// still fails.
+///
+/// Only a node that runs a worker is fixed: every remedy is a worker's prerequisite (overlay
+/// snapshots, pod traffic through bridges and iptables), so a controller alone leaves its host
+/// as it is.
+pub fn prepare_for_start(
+    host: &dyn Host,
+    options: &Options,
+    fixes: HostFixes,
+) -> Result<Report, PreflightError> {
+    let mut report = run_checks(host, options);
+    let mut failed_fixes = Vec::new();
+    if fixes == HostFixes::Apply && options.worker {
+        let fixed = fix::apply(host, &report, fix::Keep::UntilReboot);
+        if !fixed.is_empty() {
+            log_fixes(&fixed);
+            report = run_checks(host, options);
+        }
+        failed_fixes = fixed.into_iter().filter(|f| f.error.is_some()).collect();
+    }
     let failures: Vec<Check> = report.fatal_failures().cloned().collect();
     if failures.is_empty() {
         Ok(report)
     } else {
-        Err(PreflightError { failures })
+        Err(PreflightError {
+            failures,
+            failed_fixes,
+            fixes,
+        })
+    }
+}
+
+fn log_fixes(fixed: &[Fixed]) {
+    for f in fixed {
+        match &f.error {
+            None => tracing::info!(action = %f.action, "fixed {f} (until reboot)"),
+            Some(err) => tracing::warn!("cannot fix {}: `{}` failed: {err}", f.check, f.action),
+        }
     }
 }
 
 #[cfg(test)]
 pub(crate) mod fake;
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeHost;
+    use super::*;
+
+    fn options(controller: bool, worker: bool) -> Options {
+        Options::new(DataDir::new("/var/lib/k0x"), controller, worker)
+    }
+
+    /// A fresh host: br_netfilter not loaded (so no bridge sysctls), forwarding off.
+    fn unprepared() -> FakeHost {
+        let host = FakeHost::healthy();
+        host.set("/proc/modules", "");
+        host.set("/proc/sys/net/ipv4/ip_forward", "0\n");
+        host.remove("/proc/sys/net/bridge/bridge-nf-call-iptables");
+        host.remove("/proc/sys/net/bridge/bridge-nf-call-ip6tables");
+        host
+    }
+
+    fn nothing_written(host: &FakeHost) -> bool {
+        host.loaded.borrow().is_empty() && host.sysctl_writes.borrow().is_empty()
+    }
+
+    #[test]
+    fn a_worker_start_loads_modules_and_sets_sysctls_before_checking() {
+        let host = unprepared();
+        let report = prepare_for_start(&host, &options(true, true), HostFixes::Apply).unwrap();
+        assert_eq!(report.count(Status::Fail), 0, "{}", report.to_text());
+        assert_eq!(*host.loaded.borrow(), ["br_netfilter"]);
+        let writes = host.sysctl_writes.borrow();
+        let keys: Vec<&str> = writes.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "net.ipv4.ip_forward",
+                "net.bridge.bridge-nf-call-iptables",
+                "net.bridge.bridge-nf-call-ip6tables"
+            ]
+        );
+        assert!(writes.iter().all(|(_, value)| value == "1"));
+    }
+
+    #[test]
+    fn a_fix_names_the_old_and_the_new_value_and_is_not_persisted() {
+        let host = FakeHost::healthy();
+        host.set("/proc/sys/net/ipv4/ip_forward", "0\n");
+        let report = run_checks(&host, &options(false, true));
+        let fixed = fix::apply(&host, &report, fix::Keep::UntilReboot);
+        assert_eq!(fixed.len(), 1);
+        assert_eq!(fixed[0].to_string(), "sysctl:net.ipv4.ip_forward: 0 → 1");
+        assert_eq!((&fixed[0].error, &fixed[0].persisted_in), (&None, &None));
+    }
+
+    #[test]
+    fn with_fixes_off_nothing_is_written_and_the_check_fails_with_one_clear_line() {
+        let host = unprepared();
+        let err = prepare_for_start(&host, &options(false, true), HostFixes::Off).unwrap_err();
+        assert!(nothing_written(&host));
+        let line = err.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        for part in [
+            "host checks failed: ",
+            "module:br_netfilter is not loaded (fix: modprobe br_netfilter",
+            "sysctl:net.ipv4.ip_forward is 0 (want 1) (fix: sysctl -w net.ipv4.ip_forward=1",
+            "host fixes are off (--no-host-fixes or spec.host.applyFixes: false)",
+            "k0x sysinfo --fix",
+        ] {
+            assert!(line.contains(part), "`{part}` missing in: {line}");
+        }
+    }
+
+    #[test]
+    fn a_fix_that_fails_is_named_in_the_error_line() {
+        let mut host = FakeHost::healthy();
+        host.modprobe_works = false;
+        host.set("/proc/modules", "");
+        host.set("/proc/filesystems", "");
+        let err = prepare_for_start(&host, &options(false, true), HostFixes::Apply).unwrap_err();
+        let line = err.to_string();
+        assert!(
+            line.contains(
+                "module:overlay is not loaded, `modprobe overlay` failed: modprobe not found \
+                 (install kmod) (fix: modprobe overlay"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("fixes are off"), "{line}");
+    }
+
+    #[test]
+    fn a_controller_alone_is_checked_but_its_host_left_as_it_is() {
+        let host = unprepared();
+        let report = prepare_for_start(&host, &options(true, false), HostFixes::Apply).unwrap();
+        assert!(nothing_written(&host));
+        assert!(report.count(Status::Fail) > 0, "{}", report.to_text());
+    }
+}
