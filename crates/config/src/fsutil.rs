@@ -12,6 +12,16 @@ use std::path::Path;
 /// into place, so a crash leaves either the old file or the new one. The parent directory is
 /// created with mode `0755` when missing.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_with(path, mode, |file| file.write_all(contents))
+}
+
+/// Like [`write_atomic`], for contents too large to hold in memory: `write` streams them into the
+/// temporary file, which replaces `path` only when `write` succeeded.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -34,7 +44,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
             .open(&tmp)?;
         // The umask may have cleared bits of `mode`; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
+        write(&mut file)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         fs::File::open(dir)?.sync_all()
@@ -59,5 +69,20 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_stream_keeps_the_old_file_and_leaves_no_temporary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("image.tar");
+        write_atomic(&path, b"old", 0o644).unwrap();
+        let err = write_atomic_with(&path, 0o644, |file| {
+            file.write_all(b"half")?;
+            Err(io::Error::other("source vanished"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "source vanished");
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 }

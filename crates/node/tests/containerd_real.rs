@@ -7,65 +7,16 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
-use k0x_node::{NodeContext, paths, worker_components};
-use k0x_supervisor::{Probe, Spec};
+use k0x_node::paths;
 use k0x_testkit::cni::{PodNetwork, random_suffix};
 use serde_json::{Value, json};
-use support::ChildGuard;
+use support::containerd::{ContainerdUnderTest, containerd_spec};
 
 const NAMESPACE: &str = "k0x-test";
 const IMAGE: &str = "k0x.test/busybox:latest";
-
-/// containerd under test; on drop: remove the test container, stop containerd, unmount
-/// anything left below the test root.
-struct ContainerdUnderTest {
-    process: Option<ChildGuard>,
-    socket: PathBuf,
-    root: PathBuf,
-    container: String,
-}
-
-impl ContainerdUnderTest {
-    fn ctr(&self) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("--address")
-            .arg(&self.socket)
-            .args(["--namespace", NAMESPACE]);
-        cmd
-    }
-}
-
-impl Drop for ContainerdUnderTest {
-    fn drop(&mut self) {
-        let quiet = |mut cmd: Command| {
-            let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
-        };
-        let mut kill = self.ctr();
-        kill.args(["tasks", "rm", "--force", &self.container]);
-        quiet(kill);
-        let mut rm = self.ctr();
-        rm.args(["containers", "rm", &self.container]);
-        quiet(rm);
-        if let Some(process) = self.process.take() {
-            process.stop();
-        }
-        k0x_testkit::unmount_below(&self.root);
-    }
-}
-
-fn containerd_spec(ctx: &NodeContext) -> Spec {
-    let components = worker_components();
-    let containerd = components
-        .iter()
-        .find(|c| c.name() == "containerd")
-        .unwrap();
-    containerd.prepare(ctx).unwrap();
-    containerd.spec(ctx).unwrap()
-}
 
 /// The generated bridge template with this test's bridge name, subnet and IPAM directory.
 fn test_conflist(template: &Path, bridge: &str, subnet: &str, ipam: &Path) -> Value {
@@ -110,36 +61,10 @@ fn containerd_runs_busybox_on_the_bridge_network() {
         );
     }
     ctx.node.cni_bin_dir = cni_bin.clone();
-    let spec = containerd_spec(&ctx);
-    let Probe::UnixSocket(socket) = spec.readiness.probe.clone() else {
-        panic!("containerd must be probed on its socket");
-    };
-    assert_eq!(socket, ctx.run.containerd_socket());
-
     let suffix = random_suffix();
-    let mut containerd = ContainerdUnderTest {
-        process: None,
-        socket,
-        root: tmp.path().to_path_buf(),
-        container: format!("k0x-test-{suffix}"),
-    };
-    let log_file = fs::File::create(tmp.path().join("containerd.log")).unwrap();
-    containerd.process = Some(ChildGuard::spawn(
-        Command::new(&spec.path)
-            .args(&spec.args)
-            .envs(&spec.env)
-            .stdout(Stdio::null())
-            .stderr(log_file),
-    ));
-    let ready = support::wait_until(Duration::from_secs(60), || {
-        containerd
-            .ctr()
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let log = || fs::read_to_string(tmp.path().join("containerd.log")).unwrap_or_default();
-    assert!(ready, "containerd never answered on its socket:\n{}", log());
+    let containerd =
+        ContainerdUnderTest::start(&ctx, tmp.path(), NAMESPACE, format!("k0x-test-{suffix}"));
+    assert_eq!(containerd.socket, ctx.run.containerd_socket());
 
     // The generated CRI section loaded (a config error would leave the plugin in error).
     let plugins = support::run(containerd.ctr().args(["plugins", "ls"]));
@@ -196,7 +121,7 @@ fn containerd_runs_busybox_on_the_bridge_network() {
         run.status.success(),
         "ctr run: {}\ncontainerd log:\n{}",
         String::from_utf8_lossy(&run.stderr),
-        log()
+        containerd.log()
     );
     let output = fs::read_to_string(&container_log).unwrap();
     assert!(output.contains("hello from k0x"), "container log: {output}");

@@ -2,12 +2,14 @@
 //!
 //! Developers without root or packages get a clear "skipped" line. In CI (`CI` or `K0X_STRICT_TESTS`
 //! set) a missing prerequisite is a failure, so a test tier can never pass by silently skipping.
-//! [`netns`] gives multi-host tests several hosts on one machine.
+//! [`netns`] gives multi-host tests several hosts on one machine; [`pause`] builds the static pause
+//! binary of k0x's pause image.
 
 pub mod netns;
 
 pub mod cni;
 pub mod image;
+pub mod pause;
 
 use std::path::{Path, PathBuf};
 

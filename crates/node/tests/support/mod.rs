@@ -1,6 +1,7 @@
 //! Helpers shared by the node integration tests. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod pki;
 
 use std::path::{Path, PathBuf};
