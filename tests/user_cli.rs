@@ -315,3 +315,24 @@ fn kubeconfig_admin_prints_admin_conf() {
     );
     assert!(subject.contains("issuer=CN = kubernetes-ca"), "{subject}");
 }
+
+#[test]
+fn impossible_addresses_never_reach_a_kubeconfig_or_a_certificate() {
+    let cluster = Cluster::new();
+    cluster.ok(&["pki", "init"]);
+    cluster.save(
+        "k0x.yaml",
+        "apiVersion: k0x.io/v1beta1\nkind: ClusterConfig\nspec:\n  api:\n    address: 300.1.2.3\n",
+    );
+    let err = cluster.fails(&["user", "create", "demo"]);
+    assert!(
+        err.contains("k0x.yaml:5:14: spec.api.address: `300.1.2.3` is not an IPv4 address"),
+        "{err}"
+    );
+    cluster.save(
+        "k0x.yaml",
+        "apiVersion: k0x.io/v1beta1\nkind: ClusterConfig\nspec:\n  api:\n    sans: [1.2.3.999]\n",
+    );
+    let err = cluster.fails(&["pki", "init"]);
+    assert!(err.contains("spec.api.sans[0]: `1.2.3.999`"), "{err}");
+}

@@ -116,16 +116,32 @@ fn nth_address(net: IpNet, n: u128) -> IpAddr {
 }
 
 /// A DNS name as RFC 1123 hostnames allow: dot-separated labels of letters, digits and inner
-/// hyphens, each 1-63 characters, 253 in all.
+/// hyphens, each 1-63 characters, 253 in all, whose last label is not all digits (RFC 3696 2).
+/// That last rule keeps impossible IPv4 addresses (`300.1.2.3`, `1.2.3`) from passing as names:
+/// a resolver would never look them up, and a certificate naming them matches nothing.
 pub fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+    is_subdomain(name)
+        && name
+            .rsplit('.')
+            .next()
+            .is_some_and(|top| !is_all_digits(top))
 }
 
 /// A Kubernetes node name: a lowercase RFC 1123 subdomain (dot-separated labels of a-z, 0-9 and
 /// inner '-', at most 253 characters). Node crate, pki and host checks share this one rule.
+/// Unlike a DNS name it may be all digits, as Kubernetes allows.
 pub fn is_node_name(name: &str) -> bool {
-    is_dns_name(name) && !name.ends_with('.') && !name.bytes().any(|b| b.is_ascii_uppercase())
+    is_subdomain(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// Dot-separated DNS labels, 253 characters in all.
+fn is_subdomain(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+fn is_all_digits(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One DNS label (also the rule for worker profile names, which name ConfigMaps).
@@ -141,6 +157,20 @@ fn is_address(text: &str) -> bool {
     text.parse::<IpAddr>().is_ok() || is_dns_name(text)
 }
 
+/// Why `value` is no address: digits and dots only look like an IPv4 address gone wrong
+/// (`300.1.2.3`, `1.2.3`), anything else is neither an address nor a name.
+fn not_an_address(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .split('.')
+            .all(|part| !part.is_empty() && is_all_digits(part))
+    {
+        format!("`{value}` is not an IPv4 address: it takes four numbers from 0 to 255")
+    } else {
+        format!("`{value}` is neither an IP address nor a DNS name")
+    }
+}
+
 const ADDRESS_HINT: &str =
     "write an IP address such as 192.168.1.10 or a DNS name such as cp.example.com";
 
@@ -148,7 +178,7 @@ fn check_address(path: &str, value: &str, problems: &mut Vec<Problem>) {
     if !value.is_empty() && !is_address(value) {
         problems.push(Problem::new(
             path,
-            format!("`{value}` is neither an IP address nor a DNS name"),
+            not_an_address(value),
             format!("{ADDRESS_HINT}, or leave it empty for the host's primary address"),
         ));
     }
@@ -161,7 +191,7 @@ fn check_api(spec: &Spec, problems: &mut Vec<Problem>) {
         if !is_address(name) {
             problems.push(Problem::new(
                 format!("spec.api.sans[{i}]"),
-                format!("`{san}` is neither an IP address nor a DNS name"),
+                not_an_address(san),
                 ADDRESS_HINT,
             ));
         }
@@ -426,6 +456,28 @@ mod tests {
         assert!(!is_dns_name("a..b"));
         assert!(!is_dns_name("under_score.io"));
         assert!(!is_dns_name(&"a".repeat(64)));
+        assert!(is_dns_name("123.example.com"));
+        for impossible_ip in [
+            "300.1.2.3",
+            "999.0.0.1",
+            "256.256.256.256",
+            "1.2.3",
+            "1.2.3.4.5",
+        ] {
+            assert!(!is_dns_name(impossible_ip), "{impossible_ip}");
+        }
+        assert!(
+            !is_dns_name("example.123"),
+            "a top-level label is never all digits"
+        );
+    }
+
+    #[test]
+    fn node_names_may_be_all_digits_as_kubernetes_allows() {
+        assert!(is_node_name("1234"));
+        assert!(is_node_name("node-1.lab"));
+        assert!(!is_node_name("Node-1"));
+        assert!(!is_node_name("node."));
     }
 
     #[test]

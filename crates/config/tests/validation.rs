@@ -242,6 +242,35 @@ fn etcd_peer_address_is_not_an_address() {
 }
 
 #[test]
+fn impossible_ipv4_addresses_are_not_dns_names() {
+    for address in ["300.1.2.3", "999.0.0.1", "256.256.256.256", "1.2.3"] {
+        let error = single_error(
+            &format!("spec:\n  api:\n    address: {address}\n"),
+            "spec.api.address",
+            5,
+            14,
+        );
+        assert_mentions(&error, &[address, "is not an IPv4 address", "0 to 255"]);
+    }
+    for san in ["300.1.2.3", "1.2.3.999", "\"*.1.2.3\""] {
+        let error = single_error(
+            &format!("spec:\n  api:\n    sans:\n    - {san}\n"),
+            "spec.api.sans[0]",
+            6,
+            7,
+        );
+        assert_mentions(&error, &[san.trim_matches('"')]);
+    }
+    let error = single_error(
+        "spec:\n  storage:\n    etcd:\n      peerAddress: 1.2.3.4.5\n",
+        "spec.storage.etcd.peerAddress",
+        6,
+        20,
+    );
+    assert_mentions(&error, &["`1.2.3.4.5` is not an IPv4 address"]);
+}
+
+#[test]
 fn cluster_domain_is_not_a_dns_name() {
     let error = single_error(
         "spec:\n  network:\n    clusterDomain: cluster..local\n",
