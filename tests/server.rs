@@ -373,3 +373,65 @@ fn a_new_server_recovers_after_k0x_was_killed() {
     assert_eq!(node.etcd_get("/k0x-test/after-kill"), "kept");
     assert_clean_stop(&mut node, Signal::SIGTERM);
 }
+
+/// Everything that can refuse a start (the configuration, the join) is checked before the
+/// payload is unpacked: a refused start leaves no binaries behind, and `k0x server` refuses a
+/// file with the very line `k0x config validate` prints for it.
+#[test]
+fn a_refused_start_unpacks_no_payload() {
+    let Some(node) = Node::new("a_refused_start_unpacks_no_payload") else {
+        return;
+    };
+    let payload = node.root.join("payload.tar.zst");
+    let staged = Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("embedded-bins/stage"))
+        .args(["--level", "3", "--only", "runc", "--out"])
+        .arg(&payload)
+        .arg("--from-system")
+        .output()
+        .unwrap();
+    assert!(staged.status.success(), "stage: {}", stderr(&staged));
+    std::fs::remove_dir_all(node.bin()).unwrap();
+    let server = |args: &[&str]| {
+        node.k0x()
+            .arg("server")
+            .args(args)
+            .env("K0X_PAYLOAD", &payload)
+            .output()
+            .unwrap()
+    };
+
+    node.edit_config("    address: \"\"\n", "    address: cp.example.com\n");
+    let refused = server(&[]);
+    assert!(!refused.status.success());
+    let validate = node.k0x().args(["config", "validate"]).output().unwrap();
+    let diagnostic = stderr(&validate)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(diagnostic.contains("spec.api.sans"), "{diagnostic}");
+    assert_eq!(stderr(&refused).trim_end(), format!("Error: {diagnostic}"));
+    assert!(
+        !node.bin().exists(),
+        "a refused address unpacked the payload"
+    );
+    node.edit_config("    address: cp.example.com\n", "    address: \"\"\n");
+
+    let token = k0x_join::Token::generate(
+        k0x_join::Role::Controller,
+        vec!["https://127.0.0.1:1".into()],
+        "00".repeat(32),
+    );
+    let failed = server(&[&token.encode()]);
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("joining the cluster as a controller failed"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        !node.bin().join("runc").exists(),
+        "a failed join unpacked the payload"
+    );
+}

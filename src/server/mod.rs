@@ -1,9 +1,13 @@
 //! A running node: `k0x server [--enable-worker]` (and the worker half reused by `k0x worker`).
 //!
 //! The flow is short on purpose; every step lives in the crate that owns it:
-//! lock the data dir (supervisor) -> put the component binaries in place (assets) -> write the PKI
-//! (pki) -> render each component's files and spec (node) -> start them in order (supervisor) ->
-//! serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
+//! lock the data dir (supervisor) -> check the host (host) -> write the PKI or join (pki, join)
+//! -> render each component's files and spec (node) -> put the component binaries in place
+//! (assets) -> start them in order (supervisor) -> serve the admin socket -> wait for
+//! SIGINT/SIGTERM -> stop in reverse order.
+//!
+//! Every check that can fail runs before the payload is unpacked: a refused address, a failed
+//! join or a bad component setting must not leave 150 MiB of binaries behind.
 
 pub mod admin;
 mod controller_join;
@@ -51,7 +55,6 @@ pub fn run(
     })?;
     end_orphans(&run, &lock)?;
     preflight(&config, &data, options.role)?;
-    install_components(&data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -61,7 +64,9 @@ pub fn run(
     let (config, membership, promotion) = identity(config, &data, &run, &facts, options, &runtime)?;
     let mut ctx = NodeContext::new(config, data, run, facts);
     ctx.etcd_membership = membership;
-    let plan = Plan::prepare(ctx, options)?;
+    let rendered = Plan::render(ctx, options)?;
+    install_components(&rendered.ctx.data)?;
+    let plan = rendered.prepare()?;
     if let Some(promotion) = promotion {
         runtime.spawn(promotion.run());
     }

@@ -71,7 +71,8 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Api {
-    /// Address the apiserver advertises; empty means the host's primary address.
+    /// IP address the apiserver advertises; empty means the host's primary address. DNS names
+    /// belong in `sans`.
     pub address: String,
     /// kube-apiserver secure port.
     pub port: u16,
@@ -114,7 +115,7 @@ pub enum StorageType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Etcd {
-    /// Address etcd peers reach this member on; empty means the host's primary address.
+    /// IP address etcd peers reach this member on; empty means the host's primary address.
     pub peer_address: String,
     /// etcd client port (listens on loopback).
     pub client_port: u16,

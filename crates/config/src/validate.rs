@@ -174,18 +174,36 @@ fn not_an_address(value: &str) -> String {
 const ADDRESS_HINT: &str =
     "write an IP address such as 192.168.1.10 or a DNS name such as cp.example.com";
 
-fn check_address(path: &str, value: &str, problems: &mut Vec<Problem>) {
-    if !value.is_empty() && !is_address(value) {
-        problems.push(Problem::new(
-            path,
-            not_an_address(value),
-            format!("{ADDRESS_HINT}, or leave it empty for the host's primary address"),
-        ));
+/// An address this host is reached on (`spec.api.address`, `spec.storage.etcd.peerAddress`): an
+/// IP address, as k0s takes it; names belong in `spec.api.sans`. Empty means the host's primary
+/// address. `name_hint` says where a DNS name should go instead.
+fn check_host_ip(path: &str, value: &str, name_hint: &str, problems: &mut Vec<Problem>) {
+    if value.is_empty() || value.parse::<IpAddr>().is_ok() {
+        return;
     }
+    let (message, hint) = if is_dns_name(value) {
+        (
+            format!("`{value}` is a DNS name, but this field takes an IP address of this host"),
+            format!("{name_hint}, or leave it empty for the host's primary address"),
+        )
+    } else {
+        (
+            not_an_address(value),
+            "write an IP address of this host such as 192.168.1.10, or leave it empty for the \
+             host's primary address"
+                .to_owned(),
+        )
+    };
+    problems.push(Problem::new(path, message, hint));
 }
 
 fn check_api(spec: &Spec, problems: &mut Vec<Problem>) {
-    check_address("spec.api.address", &spec.api.address, problems);
+    check_host_ip(
+        "spec.api.address",
+        &spec.api.address,
+        "write the IP address here and put names in spec.api.sans",
+        problems,
+    );
     for (i, san) in spec.api.sans.iter().enumerate() {
         let name = san.strip_prefix("*.").unwrap_or(san);
         if !is_address(name) {
@@ -320,9 +338,10 @@ fn check_network(network: &Network, problems: &mut Vec<Problem>) {
 }
 
 fn check_storage(spec: &Spec, problems: &mut Vec<Problem>) {
-    check_address(
+    check_host_ip(
         "spec.storage.etcd.peerAddress",
         &spec.storage.etcd.peer_address,
+        "write the IP address the other controllers reach this one on",
         problems,
     );
     check_extra_args(

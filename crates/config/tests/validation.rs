@@ -220,6 +220,24 @@ fn api_address_is_not_an_address() {
 }
 
 #[test]
+fn api_address_takes_an_ip_and_names_go_in_the_sans() {
+    let error = single_error(
+        "spec:\n  api:\n    address: cp.example.com\n",
+        "spec.api.address",
+        5,
+        14,
+    );
+    assert_mentions(&error, &["`cp.example.com` is a DNS name", "spec.api.sans"]);
+    let error = single_error(
+        "spec:\n  storage:\n    etcd:\n      peerAddress: etcd-1.lab\n",
+        "spec.storage.etcd.peerAddress",
+        6,
+        20,
+    );
+    assert_mentions(&error, &["`etcd-1.lab` is a DNS name", "IP address"]);
+}
+
+#[test]
 fn one_bad_san_among_good_ones() {
     let error = single_error(
         "spec:\n  api:\n    sans:\n    - 10.0.0.1\n    - cp.example.com\n    - bad_name!\n",
