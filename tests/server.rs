@@ -256,6 +256,31 @@ fn sigterm_and_sigint_stop_in_reverse_order_and_exit_zero() {
     }
 }
 
+/// Closing the terminal of a foreground `k0x server` (SIGHUP) is an ordered stop like SIGTERM:
+/// components stopped, socket and pid files removed, exit 0.
+#[test]
+fn a_hangup_stops_in_order_like_sigterm() {
+    let Some(mut node) = Node::new("a_hangup_stops_in_order_like_sigterm") else {
+        return;
+    };
+    node.start(&[]);
+    node.wait_ready(&["etcd"]);
+    assert_clean_stop(&mut node, Signal::SIGHUP);
+    let log = node.log();
+    assert!(log.contains("SIGHUP: stopping"), "{log}");
+    assert_eq!(
+        common::log_events(&log, "etcd", "stopped").len(),
+        1,
+        "{log}"
+    );
+    let pid_files: Vec<_> = std::fs::read_dir(&node.run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".pid"))
+        .collect();
+    assert!(pid_files.is_empty(), "pid files left: {pid_files:?}");
+}
+
 #[test]
 fn a_second_server_on_the_same_data_dir_exits_at_once() {
     let Some(mut node) = Node::new("a_second_server_on_the_same_data_dir_exits_at_once") else {

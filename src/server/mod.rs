@@ -3,8 +3,8 @@
 //! The flow is short on purpose; every step lives in the crate that owns it:
 //! lock the data dir (supervisor) -> check the host (host) -> write the PKI or join (pki, join)
 //! -> render each component's files and spec (node) -> put the component binaries in place
-//! (assets) -> start them in order (supervisor) -> serve the admin socket -> wait for
-//! SIGINT/SIGTERM -> stop in reverse order.
+//! (assets) -> start them in order (supervisor) -> serve the admin socket -> wait for SIGTERM,
+//! SIGINT or SIGHUP -> stop in reverse order.
 //!
 //! Every check that can fail runs before the payload is unpacked: a refused address, a failed
 //! join or a bad component setting must not leave 150 MiB of binaries behind.
@@ -39,7 +39,7 @@ pub struct ServerOptions {
     pub token: Option<Token>,
 }
 
-/// Runs the node until SIGINT or SIGTERM, then stops every component. Blocks.
+/// Runs the node until SIGTERM, SIGINT or SIGHUP, then stops every component. Blocks.
 pub fn run(
     config: ClusterConfig,
     data: DataDir,
@@ -185,12 +185,10 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let status = admin::StatusSource::new(&plan, supervisor.subscribe());
     let admin_task = admin::AdminRouter::new(status, tokens).serve(&run, stopped())?;
 
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
         result = supervisor.start(plan.specs.clone()) => Some(result),
-        _ = terminate.recv() => None,
-        _ = interrupt.recv() => None,
+        _ = signals.recv() => None,
     };
     let outcome = match started {
         Some(Ok(())) => {
@@ -203,7 +201,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
             if let Err(err) = notify::ready(&summary) {
                 tracing::warn!(%err, "cannot tell systemd that k0x is ready");
             }
-            serve_until_signal(join_api, stopped(), &mut terminate, &mut interrupt).await
+            serve_until_signal(join_api, stopped(), &mut signals).await
         }
         Some(Err(err)) => Err(err.into()),
         None => {
@@ -221,19 +219,46 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     outcome
 }
 
-/// Serves the join API (on controllers) until SIGTERM or SIGINT.
+/// Serves the join API (on controllers) until a stop signal.
 async fn serve_until_signal(
     join_api: Option<join::JoinApi>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    terminate: &mut Signal,
-    interrupt: &mut Signal,
+    signals: &mut StopSignals,
 ) -> anyhow::Result<()> {
     if let Some(api) = join_api {
         api.serve(shutdown).await?;
     }
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-    }
+    let name = signals.recv().await;
+    tracing::info!("{name}: stopping");
     Ok(())
+}
+
+/// The signals that stop k0x in order: SIGTERM (systemctl stop), SIGINT (Ctrl-C) and SIGHUP (the
+/// terminal of a foreground `k0x server` closed). k0x has nothing to reload, so a hangup is a
+/// stop like the others rather than the default instant death that skips the ordered stop and
+/// leaves the socket and pid files behind.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<Self> {
+        let watch = |kind, name| signal(kind).with_context(|| format!("cannot watch {name}"));
+        Ok(Self {
+            terminate: watch(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: watch(SignalKind::interrupt(), "SIGINT")?,
+            hangup: watch(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// Waits for the next stop signal and returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
 }
