@@ -336,3 +336,22 @@ fn impossible_addresses_never_reach_a_kubeconfig_or_a_certificate() {
     let err = cluster.fails(&["pki", "init"]);
     assert!(err.contains("spec.api.sans[0]: `1.2.3.999`"), "{err}");
 }
+
+#[test]
+fn an_os_error_is_said_once_with_what_to_do() {
+    let cluster = Cluster::new();
+    let file = cluster.save("not-a-dir", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_k0x"))
+        .arg("--data-dir")
+        .arg(&file)
+        .arg("--config")
+        .arg(cluster.config())
+        .args(["pki", "init"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("File exists").count(), 1, "{err}");
+    assert!(err.contains("check --data-dir"), "{err}");
+}

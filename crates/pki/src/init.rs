@@ -17,7 +17,7 @@ use rcgen::KeyPair;
 use time::OffsetDateTime;
 
 use crate::authority::{CertSpec, CertificateAuthority, Usage};
-use crate::error::{PkiError, Result};
+use crate::error::{CREATE_DIR, PkiError, Result};
 use crate::kubeconfig::Kubeconfig;
 use crate::request::PkiRequest;
 use crate::x509::{CertInfo, dns_san, ip_san};
@@ -84,9 +84,9 @@ struct Leaf {
 /// needs under `data`'s `pki/`.
 pub fn ensure_pki(data: &DataDir, req: &PkiRequest) -> Result<PkiReport> {
     data.create()
-        .map_err(|err| PkiError::io("create", data.root(), err))?;
+        .map_err(|err| PkiError::io(CREATE_DIR, data.root(), err))?;
     for dir in [data.pki(), data.etcd_pki()] {
-        ensure_dir(&dir, PRIVATE_DIR_MODE).map_err(|err| PkiError::io("create", &dir, err))?;
+        ensure_dir(&dir, PRIVATE_DIR_MODE).map_err(|err| PkiError::io(CREATE_DIR, &dir, err))?;
     }
     let leafs = leafs(req);
     let mut report = PkiReport::default();
