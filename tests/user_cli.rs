@@ -254,6 +254,10 @@ fn bad_names_groups_and_durations_are_one_line_errors() {
             "--expiry: duration \"1y\"",
         ),
         (
+            &["user", "create", "demo", "--expiry", "0h"][..],
+            "--expiry: duration \"0h\" is zero",
+        ),
+        (
             &["user", "create", "demo", "--expiry", "87600h"][..],
             "CA's own expiry",
         ),
