@@ -29,7 +29,7 @@ pub mod x509;
 
 pub use authority::{CertSpec, CertificateAuthority, Usage, ca_pin, load_cluster_ca};
 pub use error::{PkiError, Result};
-pub use fsio::{SECRET_MODE, write_atomic, write_new};
+pub use fsio::{SECRET_MODE, make_private, write_atomic, write_new};
 pub use init::{Action, PkiReport, ensure_pki};
 pub use keys::generate as generate_key;
 pub use kubeconfig::Kubeconfig;
