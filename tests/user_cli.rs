@@ -227,6 +227,18 @@ fn output_files_are_private_and_never_clobbered() {
         fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let dir = cluster.dir.join("configs");
+    fs::create_dir(&dir).unwrap();
+    let dir_arg = dir.to_str().unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let args = [&["user", "create", "demo", "--output", dir_arg][..], force].concat();
+        let err = cluster.fails(&args);
+        assert!(
+            err.contains("is a directory: name a file") && err.contains("configs/demo.conf"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
     let leftovers: Vec<_> = fs::read_dir(&cluster.dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -264,6 +276,18 @@ fn bad_names_groups_and_durations_are_one_line_errors() {
         (
             &["user", "create", "demo", "--server", "http://x:6443"][..],
             "https:// URL",
+        ),
+        (
+            &["user", "create", "demo", "--server", "https://"][..],
+            "--server \"https://\" names no host",
+        ),
+        (
+            &["user", "create", "demo", "--server", "https://a b:6443"][..],
+            "--server \"https://a b:6443\" contains a space",
+        ),
+        (
+            &["user", "create", "demo", "--server", "https://x:0"][..],
+            "a port that is not a number from 1 to 65535",
         ),
     ] {
         let err = cluster.fails(args);
