@@ -27,6 +27,7 @@ pub mod spec;
 mod status;
 mod supervisor;
 mod system;
+mod tail;
 
 #[cfg(test)]
 mod fake;
@@ -40,6 +41,7 @@ pub use spec::{Probe, ProbeTiming, Readiness, RestartPolicy, Spec};
 pub use status::{ComponentState, ComponentStatus, ExitReason};
 pub use supervisor::{Supervisor, SupervisorConfig, all_ready};
 pub use system::{ProcFs, SystemHost};
+pub use tail::OutputTail;
 
 /// Re-exported so callers can name pids and signals without depending on nix themselves.
 pub use nix::sys::signal::Signal;

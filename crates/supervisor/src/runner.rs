@@ -17,6 +17,7 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use crate::host::{Exited, Host, Launch, Spawned};
 use crate::spec::{Probe, Readiness, RestartPolicy, Spec};
 use crate::status::{ComponentState, ComponentStatus, ExitReason};
+use crate::tail::OutputTail;
 
 /// The outcome of a component's first start, which dependents and `start` wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,7 @@ impl<H: Host> Runner<H> {
                 }
             };
             ever_spawned = true;
+            let output = spawned.output.clone();
             let probe_deadline = if ever_ready {
                 Instant::now() + self.spec.readiness.timing.timeout
             } else {
@@ -95,18 +97,27 @@ impl<H: Host> Runner<H> {
                 .await
             {
                 Ended::Stopped => return,
-                Ended::NotReady(problem) => return self.fail(problem),
+                Ended::NotReady(problem) => return self.fail(quoting(problem, &output).await),
                 Ended::Exited(reason, ran) => {
-                    if !self.spec.restart.restarts_after(reason) {
-                        return self.give_up(reason, ever_ready);
+                    let restarts = self.spec.restart.restarts_after(reason);
+                    if !restarts && !ever_ready {
+                        let policy = self.spec.restart;
+                        let problem = format!(
+                            "it exited with {reason} before it was ready (restart policy {policy:?})"
+                        );
+                        return self.fail(quoting(problem, &output).await);
+                    }
+                    if !restarts {
+                        return self.give_up(reason);
                     }
                     backoff.record_run(ran);
                     let delay = backoff.next_delay();
                     if !ever_ready && Instant::now() + delay > deadline {
-                        return self.fail(format!(
+                        let problem = format!(
                             "it exited with {reason} and was not ready within {:?}",
                             self.spec.readiness.timing.timeout
-                        ));
+                        );
+                        return self.fail(quoting(problem, &output).await);
                     }
                     if !self.back_off(delay, &mut stop).await {
                         return;
@@ -276,14 +287,9 @@ impl<H: Host> Runner<H> {
         }
     }
 
-    /// The restart policy does not restart after `reason`.
-    fn give_up(&self, reason: ExitReason, ever_ready: bool) {
+    /// The restart policy does not restart a component that was ready after `reason`.
+    fn give_up(&self, reason: ExitReason) {
         let policy = self.spec.restart;
-        if !ever_ready {
-            return self.fail(format!(
-                "it exited with {reason} before it was ready (restart policy {policy:?})"
-            ));
-        }
         self.remove_pid_file();
         let state = if reason.success() {
             ComponentState::Stopped
@@ -358,6 +364,19 @@ impl<H: Host> Runner<H> {
             }
             _ => {}
         }
+    }
+}
+
+/// How long a failure message waits for the last output of an exited process to arrive.
+const OUTPUT_SETTLE: Duration = Duration::from_millis(500);
+
+/// `problem`, followed by the process's last error lines: the cause is usually there
+/// ("no space left on device"), not in the exit code.
+async fn quoting(problem: String, output: &OutputTail) -> String {
+    output.settled(OUTPUT_SETTLE).await;
+    match output.summary() {
+        Some(summary) => format!("{problem}; {summary}"),
+        None => problem,
     }
 }
 

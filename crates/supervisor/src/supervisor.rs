@@ -377,6 +377,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_component_that_dies_at_start_is_reported_with_its_last_error_lines() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        let mut etcd = spec("etcd", &[]);
+        etcd.readiness = tcp_probe(2379, 60);
+        etcd.restart = RestartPolicy::Never;
+        let starting = tokio::spawn(async move { supervisor.start(vec![etcd]).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        host.say("etcd", "starting etcd");
+        host.say(
+            "etcd",
+            r#"{"level":"fatal","msg":"failed to create WAL","error":"no space left on device"}"#,
+        );
+        host.exit("etcd", ExitReason::Code(2));
+        let error = starting.await.unwrap().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "component etcd did not start: it exited with exit code 2 before it was ready \
+             (restart policy Never); its last output: \"failed to create WAL: no space left on \
+             device\""
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_missing_executable_fails_start_with_its_path() {
         let Fixture {
             _dirs,

@@ -714,3 +714,31 @@ async fn children_carry_the_marker_and_never_the_notify_socket() {
     supervisor.stop().await;
     setup.assert_nothing_marked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_dies_at_start_is_reported_with_what_it_said() {
+    let setup = Setup::new();
+    let mut supervisor = Supervisor::new(setup.config(small_backoff())).unwrap();
+    let mut etcd = Spec::new("etcd", "/bin/sh");
+    etcd.args = [
+        "-c",
+        "echo starting; echo 'error: open wal: no space left on device' >&2; exit 2",
+    ]
+    .map(String::from)
+    .to_vec();
+    etcd.restart = k0x_supervisor::RestartPolicy::Never;
+    etcd.readiness = Readiness {
+        probe: k0x_supervisor::Probe::Tcp(([127, 0, 0, 1], k0x_testkit::free_port()).into()),
+        timing: ProbeTiming {
+            timeout: Duration::from_secs(30),
+            ..ProbeTiming::default()
+        },
+    };
+    let error = supervisor.start(vec![etcd]).await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "component etcd did not start: it exited with exit code 2 before it was ready (restart \
+         policy Never); its last output: \"error: open wal: no space left on device\""
+    );
+    setup.assert_nothing_marked();
+}
