@@ -460,3 +460,43 @@ fn a_refused_start_unpacks_no_payload() {
         "a failed join unpacked the payload"
     );
 }
+
+/// A controller whose data dir lies on a nearly full device is refused before etcd is started
+/// (etcd would only exit with code 2), naming the directory and the way out.
+#[test]
+fn too_little_space_for_etcd_is_refused_up_front() {
+    let Some(node) = Node::new("too_little_space_for_etcd_is_refused_up_front") else {
+        return;
+    };
+    let small = node.root.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&small)
+        .output()
+        .unwrap();
+    assert!(mount.status.success(), "mount: {}", stderr(&mount));
+    let out = Command::new(common::K0X)
+        .arg("--data-dir")
+        .arg(small.join("data"))
+        .arg("--run-dir")
+        .arg(&node.run)
+        .arg("--config")
+        .arg(&node.config)
+        .arg("server")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("MiB are free on the device of")
+            && line.contains(&small.join("data/etcd").display().to_string())
+            && line.contains("--data-dir"),
+        "{err}"
+    );
+    assert!(
+        !small.join("data/pki").exists(),
+        "refused after writing the PKI"
+    );
+}

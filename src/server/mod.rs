@@ -1,10 +1,10 @@
 //! A running node: `k0x server [--enable-worker]` (and the worker half reused by `k0x worker`).
 //!
 //! The flow is short on purpose; every step lives in the crate that owns it:
-//! lock the data dir (supervisor) -> check the host (host) -> write the PKI or join (pki, join)
-//! -> render each component's files and spec (node) -> put the component binaries in place
-//! (assets) -> start them in order (supervisor) -> serve the admin socket -> wait for SIGTERM,
-//! SIGINT or SIGHUP -> stop in reverse order.
+//! lock the data dir (supervisor) -> check the host and etcd's free space (host) -> write the
+//! PKI or join (pki, join) -> render each component's files and spec (node) -> put the
+//! component binaries in place (assets) -> start them in order (supervisor) -> serve the admin
+//! socket -> wait for SIGTERM, SIGINT or SIGHUP -> stop in reverse order.
 //!
 //! Every check that can fail runs before the payload is unpacked: a refused address, a failed
 //! join or a bad component setting must not leave 150 MiB of binaries behind.
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k0x_assets::{Payload, Progress};
-use k0x_config::{ClusterConfig, DataDir, RunDir};
+use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
@@ -55,6 +55,7 @@ pub fn run(
     })?;
     end_orphans(&run, &lock)?;
     preflight(&config, &data, options.role)?;
+    check_etcd_space(&data, options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,6 +143,29 @@ fn preflight(config: &ClusterConfig, data: &DataDir, role: Role) -> anyhow::Resu
         let fix = check.fix.as_deref().unwrap_or_default();
         tracing::warn!(check = %check.id, "host check: {} {fix}", check.detail);
     }
+    Ok(())
+}
+
+/// Free space etcd needs to start: it preallocates 64 MiB write-ahead log files and snapshots
+/// beside them, and on a full disk it dies with only an exit code to show for it.
+const ETCD_MIN_FREE: u64 = 256 << 20;
+
+/// Refuses to start a controller's etcd on a device with less than [`ETCD_MIN_FREE`] free.
+fn check_etcd_space(data: &DataDir, options: &ServerOptions) -> anyhow::Result<()> {
+    if !options.role.controller || options.disabled.iter().any(|name| name == "etcd") {
+        return Ok(());
+    }
+    let dir = data.etcd();
+    let free = fsutil::available_bytes(&dir)
+        .with_context(|| format!("cannot tell the free space for etcd at {}", dir.display()))?;
+    anyhow::ensure!(
+        free >= ETCD_MIN_FREE,
+        "only {} MiB are free on the device of {}, and etcd needs at least {} MiB; free space or \
+         pick another --data-dir",
+        fsutil::mib(free),
+        dir.display(),
+        fsutil::mib(ETCD_MIN_FREE)
+    );
     Ok(())
 }
 
