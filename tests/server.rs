@@ -500,3 +500,31 @@ fn too_little_space_for_etcd_is_refused_up_front() {
         "refused after writing the PKI"
     );
 }
+
+/// etcd frozen with SIGSTOP is shown degraded by `k0x status` (not ready), and ready again once
+/// it runs on; far below the restart threshold, it is not restarted.
+#[test]
+fn a_frozen_etcd_is_shown_degraded_and_recovers() {
+    let Some(mut node) = Node::new("a_frozen_etcd_is_shown_degraded_and_recovers") else {
+        return;
+    };
+    node.start(&[]);
+    let ready = node.wait_ready(&["etcd"]);
+    let etcd = Pid::from_raw(pid(&ready, "etcd") as i32);
+    kill(etcd, Signal::SIGSTOP).unwrap();
+    let degraded = node.wait_status("etcd degraded", |s| state(s, "etcd") == "degraded");
+    kill(etcd, Signal::SIGCONT).unwrap();
+    let message = component(&degraded, "etcd")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.starts_with("unhealthy for "), "{message}");
+    let again = node.wait_ready(&["etcd"]);
+    assert_eq!(
+        pid(&again, "etcd"),
+        pid(&ready, "etcd"),
+        "restarted though it recovered"
+    );
+    assert_eq!(component(&again, "etcd")["restarts"], 0);
+    assert_clean_stop(&mut node, Signal::SIGTERM);
+}

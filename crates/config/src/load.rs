@@ -370,9 +370,9 @@ fn describe(message: &str, fault: &Fault) -> (String, String) {
 
 fn humanize(expected: &str) -> String {
     match expected {
-        // Every u16 of the schema is a port, every u32 a positive count of seconds or days.
+        // Every u16 of the schema is a port, every u32 a count of seconds or days.
         "u16" => "a port number from 1 to 65535".to_owned(),
-        "u32" => "a whole number greater than 0".to_owned(),
+        "u32" => "a whole number of seconds or days, such as 120".to_owned(),
         "a string" => "text; quote it if it looks like a number or boolean".to_owned(),
         "a sequence" => "a YAML list".to_owned(),
         "a map" => "a YAML mapping".to_owned(),

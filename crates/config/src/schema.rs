@@ -229,7 +229,8 @@ pub enum KeyType {
     Rsa2048,
 }
 
-/// How long k0x waits for each component to become ready; slow ARM boards need more.
+/// How long k0x waits for each component to become ready, and how long one may stay unhealthy
+/// afterwards before it is restarted; slow ARM boards need more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Probes {
@@ -237,6 +238,9 @@ pub struct Probes {
     pub timeout_seconds: BTreeMap<String, u32>,
     /// Timeout for components not listed in `timeoutSeconds`.
     pub default_timeout_seconds: u32,
+    /// A component that was ready and then fails every probe for this many seconds is
+    /// restarted; 0 never restarts it (status shows it degraded either way).
+    pub restart_unhealthy_after_seconds: u32,
 }
 
 impl Default for Probes {
@@ -244,6 +248,7 @@ impl Default for Probes {
         Self {
             timeout_seconds: BTreeMap::new(),
             default_timeout_seconds: 120,
+            restart_unhealthy_after_seconds: 300,
         }
     }
 }

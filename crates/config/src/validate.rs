@@ -99,6 +99,12 @@ impl Spec {
             .unwrap_or(self.probes.default_timeout_seconds);
         Duration::from_secs(u64::from(seconds))
     }
+
+    /// How long a ready component may fail its probe before it is restarted; `None`: never.
+    pub fn restart_unhealthy_after(&self) -> Option<Duration> {
+        let seconds = self.probes.restart_unhealthy_after_seconds;
+        (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)))
+    }
 }
 
 fn parse_cidr(text: &str) -> Option<IpNet> {
@@ -392,7 +398,23 @@ fn check_images(spec: &Spec, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Below this, a busy component on a slow board is restarted while it is merely slow (see
+/// `spec.probes.restartUnhealthyAfterSeconds` in docs/configuration.md).
+const MIN_RESTART_UNHEALTHY_SECONDS: u32 = 30;
+
 fn check_probes(spec: &Spec, problems: &mut Vec<Problem>) {
+    let restart_after = spec.probes.restart_unhealthy_after_seconds;
+    if restart_after > 0 && restart_after < MIN_RESTART_UNHEALTHY_SECONDS {
+        problems.push(Problem::new(
+            "spec.probes.restartUnhealthyAfterSeconds",
+            format!(
+                "{restart_after} seconds would restart a component that is only busy on a slow machine"
+            ),
+            format!(
+                "use {MIN_RESTART_UNHEALTHY_SECONDS} seconds or more, e.g. the default 300, or 0 never to restart"
+            ),
+        ));
+    }
     if spec.probes.default_timeout_seconds == 0 {
         problems.push(Problem::new(
             "spec.probes.defaultTimeoutSeconds",
@@ -465,6 +487,23 @@ mod tests {
         spec.probes.timeout_seconds.insert("etcd".into(), 600);
         assert_eq!(spec.probe_timeout("etcd"), Duration::from_secs(600));
         assert_eq!(spec.probe_timeout("kubelet"), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unhealthy_restart_threshold_is_generous_and_can_be_turned_off() {
+        let mut spec = Spec::default();
+        assert_eq!(
+            spec.restart_unhealthy_after(),
+            Some(Duration::from_secs(300))
+        );
+        spec.probes.restart_unhealthy_after_seconds = 0;
+        assert_eq!(spec.restart_unhealthy_after(), None);
+        let mut config = ClusterConfig::default();
+        config.spec.probes.restart_unhealthy_after_seconds = 10;
+        assert_eq!(
+            config.problems()[0].path,
+            "spec.probes.restartUnhealthyAfterSeconds"
+        );
     }
 
     #[test]

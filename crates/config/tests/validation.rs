@@ -121,7 +121,7 @@ fn wrong_type_for_a_timeout_offers_only_what_is_accepted() {
         5,
         28,
     );
-    assert_mentions(&error, &["greater than 0"]);
+    assert_mentions(&error, &["a whole number of seconds"]);
 }
 
 #[test]

@@ -73,6 +73,11 @@ impl FakeHost {
         self.state.lock().unwrap().ready.insert(probe.to_string());
     }
 
+    /// Makes `probe` fail from now on (a hung or overloaded component).
+    pub(crate) fn set_unready(&self, probe: &Probe) {
+        self.state.lock().unwrap().ready.remove(&probe.to_string());
+    }
+
     pub(crate) fn set_missing(&self, path: &str) {
         self.state.lock().unwrap().missing.insert(path.into());
     }

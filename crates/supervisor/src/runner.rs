@@ -172,6 +172,11 @@ impl<H: Host> Runner<H> {
         );
         tokio::pin!(probe);
         let mut probing = true;
+        let check = self.next_health_check();
+        tokio::pin!(check);
+        // Set once the readiness wait is over: from then on the probe watches the component.
+        let mut watching = false;
+        let mut unhealthy_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 exited = &mut spawned.exited => {
@@ -191,6 +196,8 @@ impl<H: Host> Runner<H> {
                 }
                 result = &mut probe, if probing => {
                     probing = false;
+                    watching = true;
+                    check.set(self.next_health_check());
                     match result {
                         Ok(()) => self.mark_ready(ever_ready),
                         Err(problem) if !*ever_ready => {
@@ -198,6 +205,8 @@ impl<H: Host> Runner<H> {
                             return Ended::NotReady(problem);
                         }
                         Err(problem) => {
+                            // Restarted, never ready since: unhealthy since its start.
+                            unhealthy_since = Some(started);
                             tracing::warn!(component = %self.spec.name, "running but not ready: {problem}");
                             self.update(|s| {
                                 s.state = ComponentState::Running;
@@ -207,8 +216,76 @@ impl<H: Host> Runner<H> {
                         }
                     }
                 }
+                result = &mut check, if watching => {
+                    check.set(self.next_health_check());
+                    match result {
+                        Ok(()) => {
+                            if unhealthy_since.take().is_some() {
+                                self.mark_ready(ever_ready);
+                            }
+                        }
+                        Err(problem) => {
+                            let since = *unhealthy_since.get_or_insert_with(Instant::now);
+                            if self.unhealthy(since, &problem) {
+                                let reason = self.terminate(pid, spawned).await;
+                                let reason = reason.unwrap_or(ExitReason::Signal(Signal::SIGKILL as i32));
+                                return Ended::Exited(reason, started.elapsed());
+                            }
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// One health check after the interval of [`crate::HealthPolicy`]; never resolves for a
+    /// component without a probe.
+    fn next_health_check(&self) -> impl Future<Output = Result<(), String>> + use<H> {
+        let host = self.host.clone();
+        let probe = self.spec.readiness.probe.clone();
+        let policy = self.spec.readiness.health;
+        async move {
+            if probe == Probe::None {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(policy.interval).await;
+            host.probe(&probe, policy.attempt_timeout)
+                .await
+                .map_err(|problem| format!("probe {probe} failed: {problem}"))
+        }
+    }
+
+    /// Records a failed health check of a component unhealthy since `since`; true when it has
+    /// been unhealthy long enough to be restarted (never under `restart: never`).
+    fn unhealthy(&self, since: Instant, problem: &str) -> bool {
+        let elapsed = since.elapsed();
+        let restart = self.spec.restart != RestartPolicy::Never
+            && self
+                .spec
+                .readiness
+                .health
+                .restart_after
+                .is_some_and(|after| elapsed >= after);
+        let seconds = elapsed.as_secs();
+        if restart {
+            tracing::error!(component = %self.spec.name, "unhealthy for {seconds}s, restarting it: {problem}");
+            self.update(|s| {
+                s.message = Some(format!("restarted after {seconds}s unhealthy: {problem}"))
+            });
+            return true;
+        }
+        let degraded = self.status.borrow()[self.index].state == ComponentState::Degraded;
+        if !degraded {
+            tracing::warn!(component = %self.spec.name, "unhealthy: {problem}");
+        }
+        self.update(|s| {
+            if !degraded {
+                s.since = SystemTime::now();
+            }
+            s.state = ComponentState::Degraded;
+            s.message = Some(format!("unhealthy for {seconds}s: {problem}"));
+        });
+        false
     }
 
     fn mark_ready(&self, ever_ready: &mut bool) {
@@ -226,8 +303,9 @@ impl<H: Host> Runner<H> {
         });
     }
 
-    /// SIGTERM to the group, SIGKILL after the stop timeout, then the sweep of the group.
-    async fn terminate(&self, pid: Pid, mut spawned: Spawned) {
+    /// SIGTERM to the group, SIGKILL after the stop timeout, then the sweep of the group; returns
+    /// how the process ended.
+    async fn terminate(&self, pid: Pid, mut spawned: Spawned) -> Option<ExitReason> {
         self.set_state(ComponentState::Stopping);
         self.signal(pid, Signal::SIGTERM);
         let exited = tokio::select! {
@@ -249,6 +327,7 @@ impl<H: Host> Runner<H> {
             s.last_exit = reason.or(s.last_exit);
             s.since = SystemTime::now();
         });
+        reason
     }
 
     /// Kills what is left of the process group while the exited leader, still unreaped, keeps

@@ -360,6 +360,7 @@ async fn dependents_start_after_their_dependencies_report_ready() {
                 interval: Duration::from_millis(50),
                 ..ProbeTiming::default()
             },
+            ..Readiness::default()
         };
         spec
     };
@@ -403,6 +404,7 @@ async fn a_dependency_that_never_gets_ready_fails_start_and_holds_back_its_depen
             attempt_timeout: Duration::from_millis(200),
             timeout: Duration::from_millis(600),
         },
+        ..Readiness::default()
     };
     let mut apiserver = setup.spec("apiserver", "readiness.sh", &[dir, "apiserver", "0"]);
     apiserver.depends_on = vec!["etcd".into()];
@@ -733,6 +735,7 @@ async fn a_child_that_dies_at_start_is_reported_with_what_it_said() {
             timeout: Duration::from_secs(30),
             ..ProbeTiming::default()
         },
+        ..Readiness::default()
     };
     let error = supervisor.start(vec![etcd]).await.unwrap_err().to_string();
     assert_eq!(
