@@ -411,7 +411,7 @@ fn check_probes(spec: &Spec, problems: &mut Vec<Problem>) {
                 "{restart_after} seconds would restart a component that is only busy on a slow machine"
             ),
             format!(
-                "use {MIN_RESTART_UNHEALTHY_SECONDS} seconds or more, e.g. the default 300, or 0 never to restart"
+                "use {MIN_RESTART_UNHEALTHY_SECONDS} seconds or more, e.g. the default 300, or 0 to never restart"
             ),
         ));
     }

@@ -260,7 +260,9 @@ pub enum LoadError {
         "both a token argument and --token-file were given: use only --token-file (an argument is visible to every user in ps)"
     )]
     Both,
-    #[error("--token-file {path}: {cause}")]
+    #[error(
+        "--token-file {path}: cannot read it ({cause}); save the output of `k0x token create` there, or point --token-file at that file"
+    )]
     Unreadable {
         path: PathBuf,
         cause: std::io::Error,
