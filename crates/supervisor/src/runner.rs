@@ -46,6 +46,9 @@ enum Ended {
     Exited(ExitReason, Duration),
     Stopped,
     NotReady(String),
+    /// Ended by the supervisor after failing its probe for too long: restarted whatever its
+    /// exit code (a clean exit on SIGTERM must not leave it stopped).
+    Unhealthy(Duration),
 }
 
 impl RestartPolicy {
@@ -98,6 +101,12 @@ impl<H: Host> Runner<H> {
             {
                 Ended::Stopped => return,
                 Ended::NotReady(problem) => return self.fail(quoting(problem, &output).await),
+                Ended::Unhealthy(ran) => {
+                    backoff.record_run(ran);
+                    if !self.back_off(backoff.next_delay(), &mut stop).await {
+                        return;
+                    }
+                }
                 Ended::Exited(reason, ran) => {
                     let restarts = self.spec.restart.restarts_after(reason);
                     if !restarts && !ever_ready {
@@ -227,9 +236,8 @@ impl<H: Host> Runner<H> {
                         Err(problem) => {
                             let since = *unhealthy_since.get_or_insert_with(Instant::now);
                             if self.unhealthy(since, &problem) {
-                                let reason = self.terminate(pid, spawned).await;
-                                let reason = reason.unwrap_or(ExitReason::Signal(Signal::SIGKILL as i32));
-                                return Ended::Exited(reason, started.elapsed());
+                                self.terminate(pid, spawned).await;
+                                return Ended::Unhealthy(started.elapsed());
                             }
                         }
                     }
@@ -303,9 +311,8 @@ impl<H: Host> Runner<H> {
         });
     }
 
-    /// SIGTERM to the group, SIGKILL after the stop timeout, then the sweep of the group; returns
-    /// how the process ended.
-    async fn terminate(&self, pid: Pid, mut spawned: Spawned) -> Option<ExitReason> {
+    /// SIGTERM to the group, SIGKILL after the stop timeout, then the sweep of the group.
+    async fn terminate(&self, pid: Pid, mut spawned: Spawned) {
         self.set_state(ComponentState::Stopping);
         self.signal(pid, Signal::SIGTERM);
         let exited = tokio::select! {
@@ -327,7 +334,6 @@ impl<H: Host> Runner<H> {
             s.last_exit = reason.or(s.last_exit);
             s.since = SystemTime::now();
         });
-        reason
     }
 
     /// Kills what is left of the process group while the exited leader, still unreaped, keeps
