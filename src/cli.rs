@@ -111,3 +111,52 @@ pub fn init_logging(global: &GlobalArgs) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+/// The error as the one line a user reads: each cause in the chain once. Many messages already
+/// embed their cause ("cannot create X: File exists (os error 17)") and also report it as their
+/// source; printing the chain as is would say it twice.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that embeds its source in its message, as many of ours do.
+    #[derive(Debug)]
+    struct Embeds {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Embeds {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot create /x: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Embeds {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_embeds_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(17);
+        let err = anyhow::Error::new(Embeds { source: io }).context("pki init");
+        let line = error_line(&err);
+        assert_eq!(line.matches("os error 17").count(), 1, "{line}");
+        assert!(line.starts_with("pki init: cannot create /x: "), "{line}");
+    }
+}

@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
     match cmd::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", cli::error_line(&err));
             std::process::ExitCode::FAILURE
         }
     }

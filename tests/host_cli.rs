@@ -24,7 +24,8 @@ fn install_worker_below_a_root_then_reset_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let token = dir.path().join("worker.token");
-    fs::write(&token, "k0x1.eyJyb2xlIjoid29ya2VyIn0\n").unwrap();
+    fs::write(&token, format!("{}\n", join_token(k0x_join::Role::Worker))).unwrap();
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
     let root_arg = root.to_str().unwrap();
     let out = k0x(&[
         "install",
@@ -106,6 +107,80 @@ fn install_worker_below_a_root_then_reset_removes_it() {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     assert!(!data.exists() && !stored.exists());
+}
+
+/// A well-formed join token of `role` (for a controller nobody runs).
+fn join_token(role: k0x_join::Role) -> String {
+    k0x_join::Token::generate(role, vec!["https://127.0.0.1:1".into()], "ab".repeat(32)).encode()
+}
+
+/// `k0x install` refuses what the unit it writes could only fail on, with the line `k0x server`
+/// or `k0x worker` would print, and writes nothing.
+#[test]
+fn install_refuses_what_the_unit_would_fail_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root_arg = root.to_str().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let worker = join_token(k0x_join::Role::Worker);
+    let truncated = file("truncated", &worker[..worker.len() / 2]);
+    let garbled = file("garbled", &worker.replacen('e', "!", 3));
+    let controller_token = file("controller", &join_token(k0x_join::Role::Controller));
+    let worker_token = file("worker", &worker);
+    // The configuration the unit will read: --config on the installed system, below --root.
+    fs::create_dir_all(root.join("etc/k0x")).unwrap();
+    fs::write(
+        root.join("etc/k0x/bad.yaml"),
+        "apiVersion: k0x.io/v1beta1\nkind: ClusterConfig\nspec:\n  api:\n    port: 0\n",
+    )
+    .unwrap();
+    let cases: [(Vec<&str>, &str); 6] = [
+        (
+            vec!["install", "worker", "--token-file", &truncated],
+            "the join token is truncated",
+        ),
+        (
+            vec!["install", "worker", "--token-file", &garbled],
+            "the join token is garbled",
+        ),
+        (
+            vec!["install", "worker", "--token-file", &controller_token],
+            "this is a controller token; `k0x install worker` needs a token from `k0x token create --role worker`",
+        ),
+        (
+            vec!["install", "controller", "--token-file", &worker_token],
+            "this is a worker token",
+        ),
+        (
+            vec!["install", "controller", "--disable-components", "kubeproxy"],
+            "--disable-components: unknown component \"kubeproxy\"",
+        ),
+        (
+            vec!["--config", "/etc/k0x/bad.yaml", "install", "controller"],
+            "bad.yaml:5:11: spec.api.port: port 0 is not a usable port",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = k0x(&[args.as_slice(), &["--root", root_arg]].concat());
+        assert!(!out.status.success(), "{args:?} was installed");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        let written = [
+            "etc/systemd",
+            "etc/k0x/worker-token",
+            "etc/k0x/controller-token",
+        ];
+        assert!(
+            written.iter().all(|path| !root.join(path).exists()),
+            "{args:?} wrote below the root"
+        );
+    }
 }
 
 #[test]

@@ -256,6 +256,31 @@ fn sigterm_and_sigint_stop_in_reverse_order_and_exit_zero() {
     }
 }
 
+/// Closing the terminal of a foreground `k0x server` (SIGHUP) is an ordered stop like SIGTERM:
+/// components stopped, socket and pid files removed, exit 0.
+#[test]
+fn a_hangup_stops_in_order_like_sigterm() {
+    let Some(mut node) = Node::new("a_hangup_stops_in_order_like_sigterm") else {
+        return;
+    };
+    node.start(&[]);
+    node.wait_ready(&["etcd"]);
+    assert_clean_stop(&mut node, Signal::SIGHUP);
+    let log = node.log();
+    assert!(log.contains("SIGHUP: stopping"), "{log}");
+    assert_eq!(
+        common::log_events(&log, "etcd", "stopped").len(),
+        1,
+        "{log}"
+    );
+    let pid_files: Vec<_> = std::fs::read_dir(&node.run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".pid"))
+        .collect();
+    assert!(pid_files.is_empty(), "pid files left: {pid_files:?}");
+}
+
 #[test]
 fn a_second_server_on_the_same_data_dir_exits_at_once() {
     let Some(mut node) = Node::new("a_second_server_on_the_same_data_dir_exits_at_once") else {
@@ -371,5 +396,135 @@ fn a_new_server_recovers_after_k0x_was_killed() {
     node.start(WORKER);
     node.wait_ready(&["etcd", "containerd"]);
     assert_eq!(node.etcd_get("/k0x-test/after-kill"), "kept");
+    assert_clean_stop(&mut node, Signal::SIGTERM);
+}
+
+/// Everything that can refuse a start (the configuration, the join) is checked before the
+/// payload is unpacked: a refused start leaves no binaries behind, and `k0x server` refuses a
+/// file with the very line `k0x config validate` prints for it.
+#[test]
+fn a_refused_start_unpacks_no_payload() {
+    let Some(node) = Node::new("a_refused_start_unpacks_no_payload") else {
+        return;
+    };
+    let payload = node.root.join("payload.tar.zst");
+    let staged = Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("embedded-bins/stage"))
+        .args(["--level", "3", "--only", "runc", "--out"])
+        .arg(&payload)
+        .arg("--from-system")
+        .output()
+        .unwrap();
+    assert!(staged.status.success(), "stage: {}", stderr(&staged));
+    std::fs::remove_dir_all(node.bin()).unwrap();
+    let server = |args: &[&str]| {
+        node.k0x()
+            .arg("server")
+            .args(args)
+            .env("K0X_PAYLOAD", &payload)
+            .output()
+            .unwrap()
+    };
+
+    node.edit_config("    address: \"\"\n", "    address: cp.example.com\n");
+    let refused = server(&[]);
+    assert!(!refused.status.success());
+    let validate = node.k0x().args(["config", "validate"]).output().unwrap();
+    let diagnostic = stderr(&validate)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(diagnostic.contains("spec.api.sans"), "{diagnostic}");
+    assert_eq!(stderr(&refused).trim_end(), format!("Error: {diagnostic}"));
+    assert!(
+        !node.bin().exists(),
+        "a refused address unpacked the payload"
+    );
+    node.edit_config("    address: cp.example.com\n", "    address: \"\"\n");
+
+    let token = k0x_join::Token::generate(
+        k0x_join::Role::Controller,
+        vec!["https://127.0.0.1:1".into()],
+        "00".repeat(32),
+    );
+    let failed = server(&[&token.encode()]);
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("joining the cluster as a controller failed"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        !node.bin().join("runc").exists(),
+        "a failed join unpacked the payload"
+    );
+}
+
+/// A controller whose data dir lies on a nearly full device is refused before etcd is started
+/// (etcd would only exit with code 2), naming the directory and the way out.
+#[test]
+fn too_little_space_for_etcd_is_refused_up_front() {
+    let Some(node) = Node::new("too_little_space_for_etcd_is_refused_up_front") else {
+        return;
+    };
+    let small = node.root.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&small)
+        .output()
+        .unwrap();
+    assert!(mount.status.success(), "mount: {}", stderr(&mount));
+    let out = Command::new(common::K0X)
+        .arg("--data-dir")
+        .arg(small.join("data"))
+        .arg("--run-dir")
+        .arg(&node.run)
+        .arg("--config")
+        .arg(&node.config)
+        .arg("server")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.contains("MiB are free on the device of")
+            && line.contains(&small.join("data/etcd").display().to_string())
+            && line.contains("--data-dir"),
+        "{err}"
+    );
+    assert!(
+        !small.join("data/pki").exists(),
+        "refused after writing the PKI"
+    );
+}
+
+/// etcd frozen with SIGSTOP is shown degraded by `k0x status` (not ready), and ready again once
+/// it runs on; far below the restart threshold, it is not restarted.
+#[test]
+fn a_frozen_etcd_is_shown_degraded_and_recovers() {
+    let Some(mut node) = Node::new("a_frozen_etcd_is_shown_degraded_and_recovers") else {
+        return;
+    };
+    node.start(&[]);
+    let ready = node.wait_ready(&["etcd"]);
+    let etcd = Pid::from_raw(pid(&ready, "etcd") as i32);
+    kill(etcd, Signal::SIGSTOP).unwrap();
+    let degraded = node.wait_status("etcd degraded", |s| state(s, "etcd") == "degraded");
+    kill(etcd, Signal::SIGCONT).unwrap();
+    let message = component(&degraded, "etcd")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.starts_with("unhealthy for "), "{message}");
+    let again = node.wait_ready(&["etcd"]);
+    assert_eq!(
+        pid(&again, "etcd"),
+        pid(&ready, "etcd"),
+        "restarted though it recovered"
+    );
+    assert_eq!(component(&again, "etcd")["restarts"], 0);
     assert_clean_stop(&mut node, Signal::SIGTERM);
 }

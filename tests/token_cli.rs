@@ -79,3 +79,55 @@ async fn token_commands_talk_to_the_admin_socket() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+/// Mistakes on the command line are refused before the server is asked.
+#[test]
+fn a_zero_expiry_is_told_apart_from_a_malformed_one() {
+    let run_dir = tempfile::tempdir().unwrap();
+    for (expiry, expected) in [
+        (
+            "0h",
+            "--expiry \"0h\" is zero: write 0 for a token that never expires",
+        ),
+        ("1y", "--expiry \"1y\" is not a duration"),
+    ] {
+        let out = std::process::Command::new(common::K0X)
+            .arg("--run-dir")
+            .arg(run_dir.path())
+            .args(["token", "create", "--role", "worker", "--expiry", expiry])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = common::stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+/// A user who may not use the admin socket is told so, not that k0x is not running.
+#[test]
+fn status_without_permission_says_permission_denied() {
+    use std::os::unix::process::CommandExt;
+    if !k0x_testkit::require_root("status_without_permission_says_permission_denied") {
+        return;
+    }
+    let run_dir = tempfile::tempdir().unwrap();
+    let socket = run_dir.path().join("k0x.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let out = std::process::Command::new(common::K0X)
+        .arg("--run-dir")
+        .arg(run_dir.path())
+        .arg("status")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("run this as root"),
+        "{err}"
+    );
+    assert!(!err.contains("not running"), "{err}");
+}

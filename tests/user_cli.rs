@@ -227,6 +227,18 @@ fn output_files_are_private_and_never_clobbered() {
         fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let dir = cluster.dir.join("configs");
+    fs::create_dir(&dir).unwrap();
+    let dir_arg = dir.to_str().unwrap();
+    for force in [&[][..], &["--force"][..]] {
+        let args = [&["user", "create", "demo", "--output", dir_arg][..], force].concat();
+        let err = cluster.fails(&args);
+        assert!(
+            err.contains("is a directory: name a file") && err.contains("configs/demo.conf"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
     let leftovers: Vec<_> = fs::read_dir(&cluster.dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -254,12 +266,28 @@ fn bad_names_groups_and_durations_are_one_line_errors() {
             "--expiry: duration \"1y\"",
         ),
         (
+            &["user", "create", "demo", "--expiry", "0h"][..],
+            "--expiry: duration \"0h\" is zero",
+        ),
+        (
             &["user", "create", "demo", "--expiry", "87600h"][..],
             "CA's own expiry",
         ),
         (
             &["user", "create", "demo", "--server", "http://x:6443"][..],
             "https:// URL",
+        ),
+        (
+            &["user", "create", "demo", "--server", "https://"][..],
+            "--server \"https://\" names no host",
+        ),
+        (
+            &["user", "create", "demo", "--server", "https://a b:6443"][..],
+            "--server \"https://a b:6443\" contains a space",
+        ),
+        (
+            &["user", "create", "demo", "--server", "https://x:0"][..],
+            "a port that is not a number from 1 to 65535",
         ),
     ] {
         let err = cluster.fails(args);
@@ -314,4 +342,44 @@ fn kubeconfig_admin_prints_admin_conf() {
         "{subject}"
     );
     assert!(subject.contains("issuer=CN = kubernetes-ca"), "{subject}");
+}
+
+#[test]
+fn impossible_addresses_never_reach_a_kubeconfig_or_a_certificate() {
+    let cluster = Cluster::new();
+    cluster.ok(&["pki", "init"]);
+    cluster.save(
+        "k0x.yaml",
+        "apiVersion: k0x.io/v1beta1\nkind: ClusterConfig\nspec:\n  api:\n    address: 300.1.2.3\n",
+    );
+    let err = cluster.fails(&["user", "create", "demo"]);
+    assert!(
+        err.contains("k0x.yaml:5:14: spec.api.address: `300.1.2.3` is not an IPv4 address"),
+        "{err}"
+    );
+    cluster.save(
+        "k0x.yaml",
+        "apiVersion: k0x.io/v1beta1\nkind: ClusterConfig\nspec:\n  api:\n    sans: [1.2.3.999]\n",
+    );
+    let err = cluster.fails(&["pki", "init"]);
+    assert!(err.contains("spec.api.sans[0]: `1.2.3.999`"), "{err}");
+}
+
+#[test]
+fn an_os_error_is_said_once_with_what_to_do() {
+    let cluster = Cluster::new();
+    let file = cluster.save("not-a-dir", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_k0x"))
+        .arg("--data-dir")
+        .arg(&file)
+        .arg("--config")
+        .arg(cluster.config())
+        .args(["pki", "init"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("File exists").count(), 1, "{err}");
+    assert!(err.contains("check --data-dir"), "{err}");
 }

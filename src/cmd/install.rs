@@ -4,12 +4,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use k0x_config::ClusterConfig;
+use k0x_config::layout::DEFAULT_CONFIG_FILE;
 use k0x_host::install::{
-    Change, InstallRequest, Passthrough, controller_args, install, read_token, worker_args,
+    Change, InstallRequest, Passthrough, controller_args, install, worker_args,
 };
 use k0x_host::units::{InitSystem, Role};
 
 use crate::cli::{GlobalArgs, HostFixesArg};
+use crate::cmd::server::{NodeToken, check_disabled};
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
@@ -87,22 +90,42 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
         )
     };
     let (role, args, token) = match &args.role {
-        InstallRole::Controller(c) => (
-            Role::Controller,
-            controller_args(
+        InstallRole::Controller(c) => {
+            check_disabled(&c.disable_components)?;
+            check_unit_config(&absolute(&global.config), &c.common.root)?;
+            let token = NodeToken {
+                argument: None,
+                file: c.token_file.as_deref(),
+                role: k0x_join::Role::Controller,
+                wrong_role_hint: "`k0x install controller --token-file` takes a token from \
+                                  `k0x token create --role controller`; install a worker with \
+                                  `k0x install worker`",
+            }
+            .load()?;
+            let args = controller_args(
                 c.enable_worker,
                 &c.disable_components,
-                c.token_file.is_some(),
+                token.is_some(),
                 &passthrough,
-            ),
-            c.token_file.as_deref().map(read_token).transpose()?,
-        ),
-        InstallRole::Worker(w) => (
-            Role::Worker,
-            worker_args(&passthrough),
-            Some(read_token(&w.token_file)?),
-        ),
+            );
+            (Role::Controller, args, token)
+        }
+        InstallRole::Worker(w) => {
+            check_unit_config(&absolute(&global.config), &w.common.root)?;
+            let token = NodeToken {
+                argument: None,
+                file: Some(&w.token_file),
+                role: k0x_join::Role::Worker,
+                wrong_role_hint: "`k0x install worker` needs a token from `k0x token create \
+                                  --role worker`; install a controller with `k0x install \
+                                  controller --token-file`",
+            }
+            .load()?;
+            (Role::Worker, worker_args(&passthrough), token)
+        }
     };
+    // The unit reads the token back from its own file: store it as `k0x worker` parses it.
+    let token = token.map(|token| token.encode());
     let init = match common.init {
         Init::Systemd => InitSystem::Systemd,
         Init::Openrc => InitSystem::OpenRc,
@@ -134,6 +157,18 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
         "installed {}; start it with: k0x start",
         role.service_name()
     );
+    Ok(())
+}
+
+/// Loads the configuration the unit will read (`--config` on the installed system below
+/// `--root`) as `k0x server` and `k0x worker` load it, so a unit that could only fail is never
+/// installed.
+fn check_unit_config(config: &Path, root: &Path) -> anyhow::Result<()> {
+    let installed = root.join(config.strip_prefix("/").unwrap_or(config));
+    if config == Path::new(DEFAULT_CONFIG_FILE) && !installed.exists() {
+        return Ok(());
+    }
+    ClusterConfig::load(&installed).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     Ok(())
 }
 

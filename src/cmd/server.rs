@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use k0x_join::Token;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
 use crate::server::{self, Role, ServerOptions};
@@ -61,8 +62,34 @@ pub struct NodeToken<'a> {
     pub wrong_role_hint: &'a str,
 }
 
+impl NodeToken<'_> {
+    /// The token, well-formed and of the right role; `None` when none was given.
+    pub fn load(&self) -> anyhow::Result<Option<Token>> {
+        match k0x_join::token::load(self.argument, self.file) {
+            Ok(loaded) => {
+                anyhow::ensure!(
+                    loaded.role == self.role,
+                    "this is a {} token; {}",
+                    loaded.role.as_str(),
+                    self.wrong_role_hint
+                );
+                Ok(Some(loaded))
+            }
+            Err(k0x_join::token::LoadError::Missing) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Refuses `--disable-components` names that are no component.
+pub fn check_disabled(disabled: &[String]) -> anyhow::Result<()> {
+    k0x_node::filter_disabled(Vec::new(), disabled)?;
+    Ok(())
+}
+
 /// Checks what the command line alone can show wrong before anything is locked or written
-/// (component names, the token's role), then runs the node.
+/// (component names, the configuration, the token's role), then runs the node. `k0x install`
+/// runs the same checks on what its unit will run.
 pub fn run_node(
     global: &GlobalArgs,
     role: Role,
@@ -70,25 +97,12 @@ pub fn run_node(
     disabled: &[String],
     host_fixes: HostFixesArg,
 ) -> anyhow::Result<()> {
-    k0x_node::filter_disabled(Vec::new(), disabled)?;
+    check_disabled(disabled)?;
     let config = global.load_config()?;
-    let token = match k0x_join::token::load(token.argument, token.file) {
-        Ok(loaded) => {
-            anyhow::ensure!(
-                loaded.role == token.role,
-                "this is a {} token; {}",
-                loaded.role.as_str(),
-                token.wrong_role_hint
-            );
-            Some(loaded)
-        }
-        Err(k0x_join::token::LoadError::Missing) => None,
-        Err(err) => return Err(err.into()),
-    };
     let options = ServerOptions {
         role,
         disabled: disabled.to_vec(),
-        token,
+        token: token.load()?,
         host_fixes: host_fixes.host_fixes(&config),
     };
     server::run(config, global.data_dir(), global.run_dir(), &options)

@@ -4,7 +4,7 @@
 //! to the name or the groups (docs/users-and-rbac.md).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -54,11 +54,11 @@ pub fn run(global: &GlobalArgs, args: &UserArgs) -> anyhow::Result<()> {
 
 fn run_create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<()> {
     let config = global.load_config()?;
+    if let Some(path) = &args.output {
+        check_output(path, args.force, &args.name)?;
+    }
     let server = match &args.server {
-        Some(url) if url.starts_with("https://") => url.clone(),
-        Some(url) => {
-            anyhow::bail!("--server {url:?} must be an https:// URL, e.g. https://10.0.0.5:6443")
-        }
+        Some(url) => url.clone(),
         None => k0x_pki::public_api_url(&config, &k0x_pki::host_addresses()),
     };
     let groups: Vec<String> = args
@@ -91,15 +91,28 @@ fn run_create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<()> {
     }
 }
 
-fn write_output(path: &std::path::Path, kubeconfig: &str, force: bool) -> anyhow::Result<()> {
-    let bytes = kubeconfig.as_bytes();
-    if force {
-        k0x_pki::write_atomic(path, bytes, k0x_pki::SECRET_MODE)?;
-    } else if path.exists() {
+/// Refuses an `--output` that cannot take the kubeconfig, before a certificate is issued.
+fn check_output(path: &Path, force: bool, user: &str) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "--output {} is a directory: name a file, e.g. {}",
+            path.display(),
+            path.join(format!("{user}.conf")).display()
+        );
+    }
+    if path.exists() && !force {
         anyhow::bail!(
             "--output {} already exists; pass --force to replace it",
             path.display()
         );
+    }
+    Ok(())
+}
+
+fn write_output(path: &Path, kubeconfig: &str, force: bool) -> anyhow::Result<()> {
+    let bytes = kubeconfig.as_bytes();
+    if force {
+        k0x_pki::write_atomic(path, bytes, k0x_pki::SECRET_MODE)?;
     } else {
         k0x_pki::write_new(path, bytes, k0x_pki::SECRET_MODE)?;
     }

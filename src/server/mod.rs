@@ -1,9 +1,13 @@
 //! A running node: `k0x server [--enable-worker]` (and the worker half reused by `k0x worker`).
 //!
 //! The flow is short on purpose; every step lives in the crate that owns it:
-//! lock the data dir (supervisor) -> put the component binaries in place (assets) -> write the PKI
-//! (pki) -> render each component's files and spec (node) -> start them in order (supervisor) ->
-//! serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
+//! lock the data dir (supervisor) -> check the host and etcd's free space (host) -> write the
+//! PKI or join (pki, join) -> render each component's files and spec (node) -> put the
+//! component binaries in place (assets) -> start them in order (supervisor) -> serve the admin
+//! socket -> wait for SIGTERM, SIGINT or SIGHUP -> stop in reverse order.
+//!
+//! Every check that can fail runs before the payload is unpacked: a refused address, a failed
+//! join or a bad component setting must not leave 150 MiB of binaries behind.
 
 pub mod admin;
 mod controller_join;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k0x_assets::{Payload, Progress};
-use k0x_config::{ClusterConfig, DataDir, RunDir};
+use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
@@ -37,7 +41,7 @@ pub struct ServerOptions {
     pub host_fixes: sysinfo::HostFixes,
 }
 
-/// Runs the node until SIGINT or SIGTERM, then stops every component. Blocks.
+/// Runs the node until SIGTERM, SIGINT or SIGHUP, then stops every component. Blocks.
 pub fn run(
     config: ClusterConfig,
     data: DataDir,
@@ -53,7 +57,7 @@ pub fn run(
     })?;
     end_orphans(&run, &lock)?;
     preflight(&config, &data, options)?;
-    install_components(&data)?;
+    check_etcd_space(&data, options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,7 +67,9 @@ pub fn run(
     let (config, membership, promotion) = identity(config, &data, &run, &facts, options, &runtime)?;
     let mut ctx = NodeContext::new(config, data, run, facts);
     ctx.etcd_membership = membership;
-    let plan = Plan::prepare(ctx, options)?;
+    let rendered = Plan::render(ctx, options)?;
+    install_components(&rendered.ctx.data)?;
+    let plan = rendered.prepare()?;
     if let Some(promotion) = promotion {
         runtime.spawn(promotion.run());
     }
@@ -143,6 +149,29 @@ fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> 
     Ok(())
 }
 
+/// Free space etcd needs to start: it preallocates 64 MiB write-ahead log files and snapshots
+/// beside them, and on a full disk it dies with only an exit code to show for it.
+const ETCD_MIN_FREE: u64 = 256 << 20;
+
+/// Refuses to start a controller's etcd on a device with less than [`ETCD_MIN_FREE`] free.
+fn check_etcd_space(data: &DataDir, options: &ServerOptions) -> anyhow::Result<()> {
+    if !options.role.controller || options.disabled.iter().any(|name| name == "etcd") {
+        return Ok(());
+    }
+    let dir = data.etcd();
+    let free = fsutil::available_bytes(&dir)
+        .with_context(|| format!("cannot tell the free space for etcd at {}", dir.display()))?;
+    anyhow::ensure!(
+        free >= ETCD_MIN_FREE,
+        "only {} MiB are free on the device of {}, and etcd needs at least {} MiB; free space or \
+         pick another --data-dir",
+        fsutil::mib(free),
+        dir.display(),
+        fsutil::mib(ETCD_MIN_FREE)
+    );
+    Ok(())
+}
+
 /// Puts the payload's binaries into `bin/`; without a payload, whatever `bin/` holds is used.
 fn install_components(data: &DataDir) -> anyhow::Result<()> {
     match Payload::locate()? {
@@ -183,12 +212,10 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let status = admin::StatusSource::new(&plan, supervisor.subscribe());
     let admin_task = admin::AdminRouter::new(status, tokens).serve(&run, stopped())?;
 
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
         result = supervisor.start(plan.specs.clone()) => Some(result),
-        _ = terminate.recv() => None,
-        _ = interrupt.recv() => None,
+        _ = signals.recv() => None,
     };
     let outcome = match started {
         Some(Ok(())) => {
@@ -201,7 +228,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
             if let Err(err) = notify::ready(&summary) {
                 tracing::warn!(%err, "cannot tell systemd that k0x is ready");
             }
-            serve_until_signal(join_api, stopped(), &mut terminate, &mut interrupt).await
+            serve_until_signal(join_api, stopped(), &mut signals).await
         }
         Some(Err(err)) => Err(err.into()),
         None => {
@@ -219,19 +246,46 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     outcome
 }
 
-/// Serves the join API (on controllers) until SIGTERM or SIGINT.
+/// Serves the join API (on controllers) until a stop signal.
 async fn serve_until_signal(
     join_api: Option<join::JoinApi>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    terminate: &mut Signal,
-    interrupt: &mut Signal,
+    signals: &mut StopSignals,
 ) -> anyhow::Result<()> {
     if let Some(api) = join_api {
         api.serve(shutdown).await?;
     }
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-    }
+    let name = signals.recv().await;
+    tracing::info!("{name}: stopping");
     Ok(())
+}
+
+/// The signals that stop k0x in order: SIGTERM (systemctl stop), SIGINT (Ctrl-C) and SIGHUP (the
+/// terminal of a foreground `k0x server` closed). k0x has nothing to reload, so a hangup is a
+/// stop like the others rather than the default instant death that skips the ordered stop and
+/// leaves the socket and pid files behind.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<Self> {
+        let watch = |kind, name| signal(kind).with_context(|| format!("cannot watch {name}"));
+        Ok(Self {
+            terminate: watch(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: watch(SignalKind::interrupt(), "SIGINT")?,
+            hangup: watch(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// Waits for the next stop signal and returns its name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
 }

@@ -37,20 +37,49 @@ pub struct Plan {
     pub disabled: Vec<String>,
 }
 
+/// The node's components with their files and specs rendered in memory: every configuration
+/// error has shown, nothing is written yet.
+#[derive(Debug)]
+pub struct Rendered {
+    pub ctx: NodeContext,
+    role: Role,
+    components: Vec<Box<dyn Component>>,
+    specs: Vec<Spec>,
+    disabled: Vec<String>,
+}
+
 impl Plan {
-    /// Renders every component's files and builds its spec.
-    pub fn prepare(ctx: NodeContext, options: &ServerOptions) -> anyhow::Result<Self> {
+    /// Renders every component's files and builds its spec without writing anything, so a bad
+    /// setting is refused before the binaries are unpacked.
+    pub fn render(ctx: NodeContext, options: &ServerOptions) -> anyhow::Result<Rendered> {
         let components = k0x_node::filter_disabled(components(options.role), &options.disabled)?;
         for component in &components {
-            component.prepare(&ctx)?;
+            component.files(&ctx)?;
         }
-        let (specs, unavailable) = runnable(k0x_node::specs(&components, &ctx)?);
-        Ok(Self {
+        let specs = k0x_node::specs(&components, &ctx)?;
+        Ok(Rendered {
             ctx,
             role: options.role,
+            components,
+            specs,
+            disabled: options.disabled.clone(),
+        })
+    }
+}
+
+impl Rendered {
+    /// Writes every component's files and splits off the components whose binaries are missing.
+    pub fn prepare(self) -> anyhow::Result<Plan> {
+        for component in &self.components {
+            component.prepare(&self.ctx)?;
+        }
+        let (specs, unavailable) = runnable(self.specs);
+        Ok(Plan {
+            ctx: self.ctx,
+            role: self.role,
             specs,
             unavailable,
-            disabled: options.disabled.clone(),
+            disabled: self.disabled,
         })
     }
 }

@@ -35,6 +35,12 @@ pub fn ensure_joined(
         })?;
         tracing::info!(node = node_name, "joined the cluster");
     }
+    if let Some(was) = k0x_pki::make_private(&files.client_key)? {
+        tracing::warn!(
+            file = %files.client_key.display(),
+            "mode {was:04o} let others read the kubelet's key; now 0600"
+        );
+    }
     let settings = files.read_settings().with_context(|| {
         format!(
             "cannot read {}; remove the data dir and join again",

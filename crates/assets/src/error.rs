@@ -32,6 +32,16 @@ pub enum AssetsError {
     )]
     NoSpace { dir: PathBuf, needed_mib: u64 },
 
+    #[error(
+        "only {free_mib} MiB are free on the device of {dir}, and the components need about {needed_mib} MiB; free space or pick another --data-dir (nothing was extracted)",
+        dir = dir.display()
+    )]
+    TooLittleSpace {
+        dir: PathBuf,
+        free_mib: u64,
+        needed_mib: u64,
+    },
+
     #[error("{action} {path}: {source}", path = path.display())]
     Io {
         action: &'static str,

@@ -25,8 +25,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k0x_config::DataDir;
 use k0x_config::layout::{BIN_DIR_MODE, ensure_dir};
+use k0x_config::{DataDir, fsutil};
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
@@ -371,11 +371,21 @@ struct Staging {
 }
 
 impl Staging {
+    /// Refuses at once when the device cannot hold `needed` bytes, rather than half-way.
     fn create(bin: &Path, needed: u64) -> Result<Self> {
+        let free =
+            fsutil::available_bytes(bin).map_err(|e| AssetsError::io("cannot stat", bin, e))?;
+        if free < needed {
+            return Err(AssetsError::TooLittleSpace {
+                dir: bin.to_path_buf(),
+                free_mib: fsutil::mib(free),
+                needed_mib: fsutil::mib(needed),
+            });
+        }
         let dir = bin.join(format!("{STAGING_PREFIX}{}", std::process::id()));
         let staging = Self {
             dir,
-            needed_mib: needed.div_ceil(1 << 20),
+            needed_mib: fsutil::mib(needed),
             written: Vec::new(),
         };
         fs::DirBuilder::new()

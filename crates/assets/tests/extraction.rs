@@ -529,8 +529,13 @@ fn a_full_disk_is_reported_and_the_previous_bin_stays() {
     let before = snapshot(&data);
 
     let err = extract(&Payload::open(&big).unwrap(), &data, Progress::Silent).unwrap_err();
-    assert!(matches!(err, AssetsError::NoSpace { .. }), "{err}");
-    assert!(err.to_string().contains("no space left"), "{err}");
+    // Refused before the first byte is written: the device cannot hold what the payload needs.
+    assert!(matches!(err, AssetsError::TooLittleSpace { .. }), "{err}");
+    assert!(
+        err.to_string().contains("MiB are free on the device of")
+            && err.to_string().contains("--data-dir"),
+        "{err}"
+    );
     assert_eq!(snapshot(&data), before);
     assert!(
         leftovers(&data).is_empty(),

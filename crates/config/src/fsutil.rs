@@ -1,4 +1,5 @@
-//! The one way k0x writes a file: atomically, with an exact mode.
+//! The one way k0x writes a file: atomically, with an exact mode; and how much room there is
+//! to write.
 //!
 //! Every crate writes configuration, pid files, manifests and unit files through here, so a crash
 //! or a full disk never leaves a half-written file behind and modes never depend on the umask.
@@ -55,6 +56,25 @@ pub fn write_atomic_with(
     result
 }
 
+/// Bytes an unprivileged writer may still use on the filesystem that holds `path`, or would hold
+/// it: a path that does not exist yet is measured at its nearest existing ancestor.
+// The statvfs field types differ by target (32 bits on ARM boards): the conversions are needed
+// there and spelled out everywhere.
+#[allow(clippy::useless_conversion)]
+pub fn available_bytes(path: &Path) -> io::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|dir| dir.exists())
+        .unwrap_or(Path::new("/"));
+    let stat = nix::sys::statvfs::statvfs(existing).map_err(io::Error::from)?;
+    Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// `bytes` in MiB, rounded up, for messages.
+pub fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +104,15 @@ mod tests {
         assert_eq!(err.to_string(), "source vanished");
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn available_bytes_of_a_path_yet_to_be_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let here = available_bytes(tmp.path()).unwrap();
+        let later = available_bytes(&tmp.path().join("not/yet")).unwrap();
+        assert!(here > 0 && later > 0);
+        assert_eq!(mib(1), 1);
+        assert_eq!(mib(3 << 20), 3);
     }
 }

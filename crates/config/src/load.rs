@@ -106,12 +106,7 @@ pub fn check_yaml(text: &str, source_name: &str) -> Result<Checked, ConfigErrors
     let root = match tree::parse(text) {
         Ok(root) => root,
         Err(err) => {
-            report.error_at(
-                err.pos,
-                "",
-                format!("invalid YAML: {}", err.message),
-                "fix the YAML syntax at this position",
-            );
+            report.error_at(err.pos, "", err.message, err.hint);
             return Err(report.into_errors());
         }
     };
@@ -268,6 +263,14 @@ fn deserialize_collecting(
         let message = err.inner().to_string();
         let fault = classify(&message);
         let (report_path, pos, remove) = match &fault {
+            Fault::DuplicateField(field) => {
+                // serde names the canonical field; the file wrote it under its alias too.
+                let alias = alias_of(field).unwrap_or(field);
+                let pos = root
+                    .key_pos(&path.child(alias))
+                    .unwrap_or_else(|| root.nearest_pos(&path));
+                (path.child(alias), pos, path.child(alias))
+            }
             Fault::MissingField(field) => {
                 let field_path = path.child(field);
                 (field_path, root.nearest_pos(&path), path.clone())
@@ -310,14 +313,29 @@ fn to_field_path(path: &serde_path_to_error::Path) -> FieldPath {
 enum Fault {
     UnknownField,
     MissingField(String),
+    /// A field set twice: under its name and under the alias the schema accepts for it.
+    DuplicateField(String),
     Other,
 }
 
+/// Fields the schema accepts under a second name (k0s's), as (name, alias).
+const ALIASES: &[(&str, &str)] = &[("k0xApiPort", "k0sApiPort")];
+
+fn alias_of(field: &str) -> Option<&'static str> {
+    ALIASES
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, alias)| *alias)
+}
+
 fn classify(message: &str) -> Fault {
+    let field_in = |rest: &str| rest.trim_end_matches('`').to_owned();
     if message.starts_with("unknown field") {
         Fault::UnknownField
     } else if let Some(rest) = message.strip_prefix("missing field `") {
-        Fault::MissingField(rest.trim_end_matches('`').to_owned())
+        Fault::MissingField(field_in(rest))
+    } else if let Some(rest) = message.strip_prefix("duplicate field `") {
+        Fault::DuplicateField(field_in(rest))
     } else {
         Fault::Other
     }
@@ -329,6 +347,15 @@ fn describe(message: &str, fault: &Fault) -> (String, String) {
         Some((what, expected)) => (what.to_owned(), Some(expected)),
         None => (message.to_owned(), None),
     };
+    if let Fault::DuplicateField(field) = fault {
+        return match alias_of(field) {
+            Some(alias) => (
+                format!("`{alias}` is another name for `{field}`, and both are set"),
+                format!("keep only `{field}`"),
+            ),
+            None => (format!("`{field}` is set twice"), "keep one".to_owned()),
+        };
+    }
     let hint = match (fault, expected) {
         (Fault::UnknownField, Some(expected)) => {
             format!("remove it or fix the spelling; expected {expected}")
@@ -336,15 +363,16 @@ fn describe(message: &str, fault: &Fault) -> (String, String) {
         (Fault::UnknownField, None) => "remove it: this section takes no fields".to_owned(),
         (Fault::MissingField(field), _) => format!("add `{field}`"),
         (Fault::Other, Some(expected)) => format!("write {}", humanize(expected)),
-        (Fault::Other, None) => "fix the value".to_owned(),
+        (Fault::Other, None) | (Fault::DuplicateField(_), _) => "fix the value".to_owned(),
     };
     (what, hint)
 }
 
 fn humanize(expected: &str) -> String {
     match expected {
-        "u16" => "a whole number from 0 to 65535".to_owned(),
-        "u32" => "a whole number from 0 to 4294967295".to_owned(),
+        // Every u16 of the schema is a port, every u32 a count of seconds or days.
+        "u16" => "a port number from 1 to 65535".to_owned(),
+        "u32" => "a whole number of seconds or days, such as 120".to_owned(),
         "a string" => "text; quote it if it looks like a number or boolean".to_owned(),
         "a sequence" => "a YAML list".to_owned(),
         "a map" => "a YAML mapping".to_owned(),

@@ -72,7 +72,8 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Api {
-    /// Address the apiserver advertises; empty means the host's primary address.
+    /// IP address the apiserver advertises; empty means the host's primary address. DNS names
+    /// belong in `sans`.
     pub address: String,
     /// kube-apiserver secure port.
     pub port: u16,
@@ -115,7 +116,7 @@ pub enum StorageType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Etcd {
-    /// Address etcd peers reach this member on; empty means the host's primary address.
+    /// IP address etcd peers reach this member on; empty means the host's primary address.
     pub peer_address: String,
     /// etcd client port (listens on loopback).
     pub client_port: u16,
@@ -229,7 +230,8 @@ pub enum KeyType {
     Rsa2048,
 }
 
-/// How long k0x waits for each component to become ready; slow ARM boards need more.
+/// How long k0x waits for each component to become ready, and how long one may stay unhealthy
+/// afterwards before it is restarted; slow ARM boards need more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Probes {
@@ -237,6 +239,9 @@ pub struct Probes {
     pub timeout_seconds: BTreeMap<String, u32>,
     /// Timeout for components not listed in `timeoutSeconds`.
     pub default_timeout_seconds: u32,
+    /// A component that was ready and then fails every probe for this many seconds is
+    /// restarted; 0 never restarts it (status shows it degraded either way).
+    pub restart_unhealthy_after_seconds: u32,
 }
 
 impl Default for Probes {
@@ -244,6 +249,7 @@ impl Default for Probes {
         Self {
             timeout_seconds: BTreeMap::new(),
             default_timeout_seconds: 120,
+            restart_unhealthy_after_seconds: 300,
         }
     }
 }

@@ -115,11 +115,13 @@ pub struct Entry {
     pub value: Node,
 }
 
-/// A YAML syntax error: where and what.
+/// A YAML syntax error, or a document beyond the parser's limits: where, what and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// Where the parser stopped; the default (line 0) for a problem of the whole file.
     pub pos: Pos,
     pub message: String,
+    pub hint: String,
 }
 
 /// Parses one YAML document. An empty document is `Value::Null`.
@@ -128,16 +130,54 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let options = serde_saphyr::options! { strict_booleans: true };
     let root: Spanned<Value> =
         serde_saphyr::from_str_with_options(text, options).map_err(|err| {
+            if let Some(breach) = budget_breach(&err) {
+                return SyntaxError {
+                    pos: Pos::default(),
+                    message: format!("the file is too large for a configuration: {breach}"),
+                    hint: "a k0x configuration holds a few hundred values; check that --config \
+                           names the right file and that no anchor is repeated into a huge tree"
+                        .to_owned(),
+                };
+            }
             let pos = err
                 .location()
                 .map(Pos::of)
                 .unwrap_or(Pos { line: 1, column: 1 });
             SyntaxError {
                 pos,
-                message: friendly(&first_line(&err.without_snippet().to_string())),
+                message: format!(
+                    "invalid YAML: {}",
+                    friendly(&first_line(&err.without_snippet().to_string()))
+                ),
+                hint: "fix the YAML syntax at this position".to_owned(),
             }
         })?;
     Ok(Node::from_spanned(root))
+}
+
+/// What limit a document breached (huge, or an alias bomb that expands to a huge tree), in words.
+fn budget_breach(err: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut err = err.without_snippet();
+    while let serde_saphyr::Error::AliasError { error, .. } = err {
+        err = error.without_snippet();
+    }
+    let serde_saphyr::Error::Budget { breach, .. } = err else {
+        return None;
+    };
+    let limits = serde_saphyr::Budget::default();
+    Some(match breach {
+        B::Nodes { .. } => format!(
+            "it holds or expands to more than {} values",
+            limits.max_nodes
+        ),
+        B::Events { .. } => format!("it holds more than {} YAML events", limits.max_events),
+        B::Aliases { .. } | B::AliasAnchorRatio { .. } => {
+            format!("it expands more than {} aliases", limits.max_aliases)
+        }
+        B::Depth { .. } => format!("it nests deeper than {} levels", limits.max_depth),
+        _ => "it is beyond the YAML parser's limits".to_owned(),
+    })
 }
 
 /// serde-saphyr messages may carry a trailing location or snippet; keep the first line only.
@@ -436,6 +476,30 @@ mod tests {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");
         assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn a_huge_file_or_an_alias_bomb_is_called_too_large() {
+        let huge = format!("sans:\n{}", "- a.example.com\n".repeat(300_000));
+        let mut bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+        for (name, prev) in ["b", "c", "d", "e", "f", "g"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f"])
+        {
+            let items = vec![format!("*{prev}"); 10].join(", ");
+            bomb += &format!("{name}: &{name} [{items}]\n");
+        }
+        for text in [huge, bomb] {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.pos, Pos::default(), "{err:?}");
+            assert!(
+                err.message
+                    .starts_with("the file is too large for a configuration: it "),
+                "{err:?}"
+            );
+            assert!(err.hint.contains("--config"), "{err:?}");
+            assert!(!err.message.contains('{'), "no debug text: {err:?}");
+        }
     }
 
     #[test]

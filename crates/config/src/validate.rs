@@ -99,6 +99,12 @@ impl Spec {
             .unwrap_or(self.probes.default_timeout_seconds);
         Duration::from_secs(u64::from(seconds))
     }
+
+    /// How long a ready component may fail its probe before it is restarted; `None`: never.
+    pub fn restart_unhealthy_after(&self) -> Option<Duration> {
+        let seconds = self.probes.restart_unhealthy_after_seconds;
+        (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)))
+    }
 }
 
 fn parse_cidr(text: &str) -> Option<IpNet> {
@@ -116,16 +122,32 @@ fn nth_address(net: IpNet, n: u128) -> IpAddr {
 }
 
 /// A DNS name as RFC 1123 hostnames allow: dot-separated labels of letters, digits and inner
-/// hyphens, each 1-63 characters, 253 in all.
+/// hyphens, each 1-63 characters, 253 in all, whose last label is not all digits (RFC 3696 2).
+/// That last rule keeps impossible IPv4 addresses (`300.1.2.3`, `1.2.3`) from passing as names:
+/// a resolver would never look them up, and a certificate naming them matches nothing.
 pub fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+    is_subdomain(name)
+        && name
+            .rsplit('.')
+            .next()
+            .is_some_and(|top| !is_all_digits(top))
 }
 
 /// A Kubernetes node name: a lowercase RFC 1123 subdomain (dot-separated labels of a-z, 0-9 and
 /// inner '-', at most 253 characters). Node crate, pki and host checks share this one rule.
+/// Unlike a DNS name it may be all digits, as Kubernetes allows.
 pub fn is_node_name(name: &str) -> bool {
-    is_dns_name(name) && !name.ends_with('.') && !name.bytes().any(|b| b.is_ascii_uppercase())
+    is_subdomain(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// Dot-separated DNS labels, 253 characters in all.
+fn is_subdomain(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+fn is_all_digits(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One DNS label (also the rule for worker profile names, which name ConfigMaps).
@@ -141,27 +163,59 @@ fn is_address(text: &str) -> bool {
     text.parse::<IpAddr>().is_ok() || is_dns_name(text)
 }
 
-const ADDRESS_HINT: &str =
-    "write an IP address such as 192.168.1.10 or a DNS name such as cp.example.com";
-
-fn check_address(path: &str, value: &str, problems: &mut Vec<Problem>) {
-    if !value.is_empty() && !is_address(value) {
-        problems.push(Problem::new(
-            path,
-            format!("`{value}` is neither an IP address nor a DNS name"),
-            format!("{ADDRESS_HINT}, or leave it empty for the host's primary address"),
-        ));
+/// Why `value` is no address: digits and dots only look like an IPv4 address gone wrong
+/// (`300.1.2.3`, `1.2.3`), anything else is neither an address nor a name.
+fn not_an_address(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .split('.')
+            .all(|part| !part.is_empty() && is_all_digits(part))
+    {
+        format!("`{value}` is not an IPv4 address: it takes four numbers from 0 to 255")
+    } else {
+        format!("`{value}` is neither an IP address nor a DNS name")
     }
 }
 
+const ADDRESS_HINT: &str =
+    "write an IP address such as 192.168.1.10 or a DNS name such as cp.example.com";
+
+/// An address this host is reached on (`spec.api.address`, `spec.storage.etcd.peerAddress`): an
+/// IP address, as k0s takes it; names belong in `spec.api.sans`. Empty means the host's primary
+/// address. `name_hint` says where a DNS name should go instead.
+fn check_host_ip(path: &str, value: &str, name_hint: &str, problems: &mut Vec<Problem>) {
+    if value.is_empty() || value.parse::<IpAddr>().is_ok() {
+        return;
+    }
+    let (message, hint) = if is_dns_name(value) {
+        (
+            format!("`{value}` is a DNS name, but this field takes an IP address of this host"),
+            format!("{name_hint}, or leave it empty for the host's primary address"),
+        )
+    } else {
+        (
+            not_an_address(value),
+            "write an IP address of this host such as 192.168.1.10, or leave it empty for the \
+             host's primary address"
+                .to_owned(),
+        )
+    };
+    problems.push(Problem::new(path, message, hint));
+}
+
 fn check_api(spec: &Spec, problems: &mut Vec<Problem>) {
-    check_address("spec.api.address", &spec.api.address, problems);
+    check_host_ip(
+        "spec.api.address",
+        &spec.api.address,
+        "write the IP address here and put names in spec.api.sans",
+        problems,
+    );
     for (i, san) in spec.api.sans.iter().enumerate() {
         let name = san.strip_prefix("*.").unwrap_or(san);
         if !is_address(name) {
             problems.push(Problem::new(
                 format!("spec.api.sans[{i}]"),
-                format!("`{san}` is neither an IP address nor a DNS name"),
+                not_an_address(san),
                 ADDRESS_HINT,
             ));
         }
@@ -290,9 +344,10 @@ fn check_network(network: &Network, problems: &mut Vec<Problem>) {
 }
 
 fn check_storage(spec: &Spec, problems: &mut Vec<Problem>) {
-    check_address(
+    check_host_ip(
         "spec.storage.etcd.peerAddress",
         &spec.storage.etcd.peer_address,
+        "write the IP address the other controllers reach this one on",
         problems,
     );
     check_extra_args(
@@ -343,7 +398,23 @@ fn check_images(spec: &Spec, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Below this, a busy component on a slow board is restarted while it is merely slow (see
+/// `spec.probes.restartUnhealthyAfterSeconds` in docs/configuration.md).
+const MIN_RESTART_UNHEALTHY_SECONDS: u32 = 30;
+
 fn check_probes(spec: &Spec, problems: &mut Vec<Problem>) {
+    let restart_after = spec.probes.restart_unhealthy_after_seconds;
+    if restart_after > 0 && restart_after < MIN_RESTART_UNHEALTHY_SECONDS {
+        problems.push(Problem::new(
+            "spec.probes.restartUnhealthyAfterSeconds",
+            format!(
+                "{restart_after} seconds would restart a component that is only busy on a slow machine"
+            ),
+            format!(
+                "use {MIN_RESTART_UNHEALTHY_SECONDS} seconds or more, e.g. the default 300, or 0 to never restart"
+            ),
+        ));
+    }
     if spec.probes.default_timeout_seconds == 0 {
         problems.push(Problem::new(
             "spec.probes.defaultTimeoutSeconds",
@@ -419,6 +490,23 @@ mod tests {
     }
 
     #[test]
+    fn unhealthy_restart_threshold_is_generous_and_can_be_turned_off() {
+        let mut spec = Spec::default();
+        assert_eq!(
+            spec.restart_unhealthy_after(),
+            Some(Duration::from_secs(300))
+        );
+        spec.probes.restart_unhealthy_after_seconds = 0;
+        assert_eq!(spec.restart_unhealthy_after(), None);
+        let mut config = ClusterConfig::default();
+        config.spec.probes.restart_unhealthy_after_seconds = 10;
+        assert_eq!(
+            config.problems()[0].path,
+            "spec.probes.restartUnhealthyAfterSeconds"
+        );
+    }
+
+    #[test]
     fn dns_names() {
         assert!(is_dns_name("cluster.local"));
         assert!(is_dns_name("a-b.example.com."));
@@ -426,6 +514,28 @@ mod tests {
         assert!(!is_dns_name("a..b"));
         assert!(!is_dns_name("under_score.io"));
         assert!(!is_dns_name(&"a".repeat(64)));
+        assert!(is_dns_name("123.example.com"));
+        for impossible_ip in [
+            "300.1.2.3",
+            "999.0.0.1",
+            "256.256.256.256",
+            "1.2.3",
+            "1.2.3.4.5",
+        ] {
+            assert!(!is_dns_name(impossible_ip), "{impossible_ip}");
+        }
+        assert!(
+            !is_dns_name("example.123"),
+            "a top-level label is never all digits"
+        );
+    }
+
+    #[test]
+    fn node_names_may_be_all_digits_as_kubernetes_allows() {
+        assert!(is_node_name("1234"));
+        assert!(is_node_name("node-1.lab"));
+        assert!(!is_node_name("Node-1"));
+        assert!(!is_node_name("node."));
     }
 
     #[test]

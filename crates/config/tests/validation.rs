@@ -118,7 +118,76 @@ fn k0s_only_section_is_an_error_in_a_k0x_file() {
 #[test]
 fn wrong_type_for_a_port() {
     let error = single_error("spec:\n  api:\n    port: https\n", "spec.api.port", 5, 11);
-    assert_mentions(&error, &["invalid type: string \"https\"", "0 to 65535"]);
+    assert_mentions(
+        &error,
+        &[
+            "invalid type: string \"https\"",
+            "port number from 1 to 65535",
+        ],
+    );
+    assert!(
+        !error.hint.contains("0 to"),
+        "0 is refused, so no hint offers it: {error}"
+    );
+}
+
+#[test]
+fn wrong_type_for_a_timeout_offers_only_what_is_accepted() {
+    let error = single_error(
+        "spec:\n  probes:\n    defaultTimeoutSeconds: -5\n",
+        "spec.probes.defaultTimeoutSeconds",
+        5,
+        28,
+    );
+    assert_mentions(&error, &["a whole number of seconds"]);
+}
+
+#[test]
+fn a_field_and_its_alias_both_set_name_the_alias() {
+    let error = single_error(
+        "spec:\n  api:\n    k0xApiPort: 9443\n    k0sApiPort: 9444\n",
+        "spec.api.k0sApiPort",
+        6,
+        5,
+    );
+    assert_mentions(
+        &error,
+        &[
+            "`k0sApiPort` is another name for `k0xApiPort`",
+            "keep only `k0xApiPort`",
+        ],
+    );
+}
+
+#[test]
+fn a_huge_file_and_an_alias_bomb_are_too_large_not_bad_syntax() {
+    let huge = format!(
+        "{HEADER}spec:\n  api:\n    sans:\n{}",
+        "    - a.example.com\n".repeat(300_000)
+    );
+    let mut bomb = format!("{HEADER}a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (name, prev) in ["b", "c", "d", "e", "f", "g"]
+        .iter()
+        .zip(["a", "b", "c", "d", "e", "f"])
+    {
+        bomb += &format!(
+            "{name}: &{name} [{}]\n",
+            vec![format!("*{prev}"); 10].join(", ")
+        );
+    }
+    for yaml in [huge, bomb] {
+        let errors = errors_of(&yaml);
+        assert_eq!(errors.errors.len(), 1, "{errors}");
+        let line = errors.errors[0].to_string();
+        assert!(
+            line.starts_with("bad.yaml: the file is too large for a configuration: it holds or expands to more than 250000 values ("),
+            "{line}"
+        );
+        assert!(
+            !line.contains("YAML syntax") && !line.contains('{'),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -238,6 +307,24 @@ fn api_address_is_not_an_address() {
 }
 
 #[test]
+fn api_address_takes_an_ip_and_names_go_in_the_sans() {
+    let error = single_error(
+        "spec:\n  api:\n    address: cp.example.com\n",
+        "spec.api.address",
+        5,
+        14,
+    );
+    assert_mentions(&error, &["`cp.example.com` is a DNS name", "spec.api.sans"]);
+    let error = single_error(
+        "spec:\n  storage:\n    etcd:\n      peerAddress: etcd-1.lab\n",
+        "spec.storage.etcd.peerAddress",
+        6,
+        20,
+    );
+    assert_mentions(&error, &["`etcd-1.lab` is a DNS name", "IP address"]);
+}
+
+#[test]
 fn one_bad_san_among_good_ones() {
     let error = single_error(
         "spec:\n  api:\n    sans:\n    - 10.0.0.1\n    - cp.example.com\n    - bad_name!\n",
@@ -257,6 +344,35 @@ fn etcd_peer_address_is_not_an_address() {
         20,
     );
     assert_mentions(&error, &["300.1.1.1:2380"]);
+}
+
+#[test]
+fn impossible_ipv4_addresses_are_not_dns_names() {
+    for address in ["300.1.2.3", "999.0.0.1", "256.256.256.256", "1.2.3"] {
+        let error = single_error(
+            &format!("spec:\n  api:\n    address: {address}\n"),
+            "spec.api.address",
+            5,
+            14,
+        );
+        assert_mentions(&error, &[address, "is not an IPv4 address", "0 to 255"]);
+    }
+    for san in ["300.1.2.3", "1.2.3.999", "\"*.1.2.3\""] {
+        let error = single_error(
+            &format!("spec:\n  api:\n    sans:\n    - {san}\n"),
+            "spec.api.sans[0]",
+            6,
+            7,
+        );
+        assert_mentions(&error, &[san.trim_matches('"')]);
+    }
+    let error = single_error(
+        "spec:\n  storage:\n    etcd:\n      peerAddress: 1.2.3.4.5\n",
+        "spec.storage.etcd.peerAddress",
+        6,
+        20,
+    );
+    assert_mentions(&error, &["`1.2.3.4.5` is not an IPv4 address"]);
 }
 
 #[test]

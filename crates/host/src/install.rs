@@ -144,35 +144,12 @@ pub enum InstallError {
         .0.display()
     )]
     Exists(PathBuf),
-    #[error(
-        "cannot read the join token from {}: {source}; pass the file printed by `k0x token create`",
-        path.display()
-    )]
-    TokenUnreadable { path: PathBuf, source: io::Error },
-    #[error(
-        "{} holds no join token (expected one line starting with k0x1.); create one on a controller with `k0x token create --role worker|controller`",
-        .0.display()
-    )]
-    TokenInvalid(PathBuf),
     #[error("a worker needs a join token: pass --token-file FILE")]
     TokenMissing,
     #[error("cannot write {}: {source}; check that the directory is writable (run as root)", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error("cannot render the {role:?} unit: {source}")]
     Render { role: Role, source: RenderError },
-}
-
-/// Reads and checks a join token file: one line with the `k0x1.` prefix.
-pub fn read_token(path: &Path) -> Result<String, InstallError> {
-    let text = fs::read_to_string(path).map_err(|source| InstallError::TokenUnreadable {
-        path: path.into(),
-        source,
-    })?;
-    let token = text.trim();
-    if !token.starts_with("k0x1.") || token.lines().count() != 1 {
-        return Err(InstallError::TokenInvalid(path.into()));
-    }
-    Ok(token.to_owned())
 }
 
 /// Writes the unit (and token) below `request.root`. Checks every file first, writes after.
@@ -414,23 +391,5 @@ mod tests {
         let unit = fs::read_to_string(root.path().join("etc/systemd/system/k0xcontroller.service"))
             .unwrap();
         assert!(unit.contains(" server --token-file /etc/k0x/controller-token\n"));
-    }
-
-    #[test]
-    fn tokens_are_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("good");
-        fs::write(&good, "k0x1.eyJyb2xlIjoid29ya2VyIn0\n").unwrap();
-        assert_eq!(read_token(&good).unwrap(), "k0x1.eyJyb2xlIjoid29ya2VyIn0");
-        let bad = dir.path().join("bad");
-        fs::write(&bad, "hello\n").unwrap();
-        assert!(matches!(
-            read_token(&bad),
-            Err(InstallError::TokenInvalid(_))
-        ));
-        assert!(matches!(
-            read_token(&dir.path().join("missing")),
-            Err(InstallError::TokenUnreadable { .. })
-        ));
     }
 }

@@ -273,12 +273,16 @@ pub async fn serve<H: AdminHandler>(
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(
-        "k0x is not running here: cannot connect to {path} ({cause}); is `k0x server` running (start it, or `k0x start`), and is --run-dir the same as the server's? (run as root)"
+        "k0x is not running here: cannot connect to {path} ({cause}); is `k0x server` running (start it, or `k0x start`), and is --run-dir the same as the server's?"
     )]
     Connect {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(
+        "permission denied on the admin socket {path}: only root may talk to the k0x server; run this as root (sudo)"
+    )]
+    Denied { path: PathBuf },
     #[error("the k0x server refused: {0}")]
     Refused(String),
     #[error("talking to the k0x server at {path} failed: {why}")]
@@ -338,13 +342,13 @@ impl AdminClient {
             path: self.socket.clone(),
             why,
         };
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|cause| AdminError::Connect {
-                    path: self.socket.clone(),
-                    cause,
-                })?;
+        let stream = UnixStream::connect(&self.socket).await.map_err(|cause| {
+            let path = self.socket.clone();
+            match cause.kind() {
+                std::io::ErrorKind::PermissionDenied => AdminError::Denied { path },
+                _ => AdminError::Connect { path, cause },
+            }
+        })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| protocol(e.to_string()))?;
@@ -383,40 +387,24 @@ impl AdminClient {
     }
 }
 
-/// Parses a token expiry: `0` (never), or a sum of `<n>d`, `<n>h`, `<n>m`, `<n>s` (`24h`, `1h30m`).
+/// Parses a token expiry: `0` (never), or a duration as `k0x_pki::parse_duration_sum` reads it
+/// (`24h`, `1h30m`).
 pub fn parse_expiry(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let usage = || {
-        format!("--expiry {text:?} is not a duration: use e.g. 24h, 30m, 7d, 1h30m, or 0 for never")
-    };
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(usage()),
-        };
-        let n: u64 = digits.parse().map_err(|_| usage())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(usage)?;
-        digits.clear();
+    match k0x_pki::parse_duration_sum(text) {
+        None => Err(format!(
+            "--expiry {text:?} is not a duration: {}, or 0 for never",
+            k0x_pki::DURATION_HINT
+        )),
+        Some(expiry) if expiry.is_zero() => Err(format!(
+            "--expiry {text:?} is zero: write 0 for a token that never expires (not \
+             recommended), or a validity such as 24h"
+        )),
+        Some(expiry) => Ok(expiry),
     }
-    if !digits.is_empty() || total == 0 {
-        return Err(usage());
-    }
-    Ok(Duration::from_secs(total))
 }
 
 #[cfg(test)]
@@ -433,6 +421,7 @@ mod tests {
             let err = parse_expiry(bad).unwrap_err();
             assert!(err.contains("--expiry"), "{bad}: {err}");
         }
+        assert!(parse_expiry("0h").unwrap_err().contains("is zero: write 0"));
     }
 
     #[test]

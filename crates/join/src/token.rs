@@ -71,6 +71,14 @@ pub enum TokenError {
     Truncated,
     #[error("the join token is garbled ({0}): copy it again from `k0x token create`")]
     Garbled(String),
+    #[error(
+        "the join token has extra characters after its end: copy exactly the token printed by `k0x token create`, nothing after it"
+    )]
+    TrailingText,
+    #[error(
+        "{0} join tokens were given where one belongs: keep only the token this node should use"
+    )]
+    Several(usize),
     #[error("the join token has unknown role \"{0}\": expected worker or controller")]
     UnknownRole(String),
     #[error("the join token is invalid: {0}; create a new one with `k0x token create`")]
@@ -157,24 +165,16 @@ impl Token {
         if text.is_empty() {
             return Err(TokenError::Empty);
         }
-        let body = text.strip_prefix(PREFIX).ok_or(TokenError::WrongPrefix)?;
-        if body.is_empty() {
-            return Err(TokenError::Truncated);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let tokens = words.iter().filter(|w| w.starts_with(PREFIX)).count();
+        let body = words[0]
+            .strip_prefix(PREFIX)
+            .ok_or(TokenError::WrongPrefix)?;
+        match (tokens, words.len()) {
+            (1, 1) => Self::from_wire(decode(body)?),
+            (1, _) => Err(TokenError::TrailingText),
+            (n, _) => Err(TokenError::Several(n)),
         }
-        let json = B64URL.decode(body).map_err(|err| match err {
-            base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidLastSymbol(..) => {
-                TokenError::Truncated
-            }
-            other => TokenError::Garbled(format!("not base64url: {other}")),
-        })?;
-        let wire: Wire = serde_json::from_slice(&json).map_err(|err| {
-            if err.is_eof() {
-                TokenError::Truncated
-            } else {
-                TokenError::Garbled(format!("content is not a token: {err}"))
-            }
-        })?;
-        Self::from_wire(wire)
     }
 
     fn from_wire(wire: Wire) -> Result<Self, TokenError> {
@@ -211,6 +211,46 @@ impl Token {
     }
 }
 
+/// The token's JSON from its base64url body, telling a cut-off token (truncated) from one with
+/// something after its end (trailing text) and one that is damaged within (garbled).
+///
+/// The longest prefix of base64url characters is decoded leniently, so that whatever follows
+/// the token's last character cannot hide its content; the JSON then either ends early
+/// (truncated), ends before the input does (trailing text), or does not parse (garbled).
+fn decode(body: &str) -> Result<Wire, TokenError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+    );
+    let is_b64url = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    let valid = body.bytes().take_while(is_b64url).count();
+    // A single character past a 4-character group carries no whole byte.
+    let decodable = &body[..valid - usize::from(valid % 4 == 1)];
+    let json = LENIENT
+        .decode(decodable)
+        .map_err(|err| TokenError::Garbled(format!("not base64url: {err}")))?;
+    let mut values = serde_json::Deserializer::from_slice(&json).into_iter::<Wire>();
+    let bad_char = || {
+        let c = body[valid..].chars().next().unwrap_or_default();
+        TokenError::Garbled(format!("{c:?} is not a base64url character"))
+    };
+    match values.next() {
+        Some(Ok(_)) if values.byte_offset() < json.len() || decodable.len() < body.len() => {
+            Err(TokenError::TrailingText)
+        }
+        Some(Ok(wire)) => Ok(wire),
+        Some(Err(err)) if err.is_eof() && valid < body.len() => Err(bad_char()),
+        None if valid < body.len() => Err(bad_char()),
+        Some(Err(err)) if !err.is_eof() => Err(TokenError::Garbled(format!(
+            "content is not a token: {err}"
+        ))),
+        _ => Err(TokenError::Truncated),
+    }
+}
+
 /// Why no token could be read from the command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -220,7 +260,9 @@ pub enum LoadError {
         "both a token argument and --token-file were given: use only --token-file (an argument is visible to every user in ps)"
     )]
     Both,
-    #[error("--token-file {path}: {cause}")]
+    #[error(
+        "--token-file {path}: cannot read it ({cause}); save the output of `k0x token create` there, or point --token-file at that file"
+    )]
     Unreadable {
         path: PathBuf,
         cause: std::io::Error,
@@ -331,6 +373,25 @@ mod tests {
             Token::parse(&not_json),
             Err(TokenError::Garbled(_))
         ));
+    }
+
+    #[test]
+    fn text_after_a_token_and_two_tokens_are_named_as_such() {
+        let text = sample().encode();
+        for junk in ["x", "xy", "xyz", "abcd", "!", "=="] {
+            assert_eq!(
+                Token::parse(&format!("{text}{junk}")),
+                Err(TokenError::TrailingText),
+                "{junk:?}"
+            );
+        }
+        assert_eq!(
+            Token::parse(&format!("{text} # worker token")),
+            Err(TokenError::TrailingText)
+        );
+        let two = format!("{text}\n{}\n", sample().encode());
+        assert_eq!(Token::parse(&two), Err(TokenError::Several(2)));
+        assert!(TokenError::Several(2).to_string().contains("keep only"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k0x_config::{ClusterConfig, DataDir, RunDir};
-use k0x_supervisor::{Probe, ProbeTiming, Readiness};
+use k0x_supervisor::{HealthPolicy, Probe, ProbeTiming, Readiness};
 
 use crate::{CgroupDriver, NodeError, net};
 
@@ -109,6 +109,10 @@ impl NodeContext {
             timing: ProbeTiming {
                 timeout: Duration::from_secs(u64::from(seconds)),
                 ..ProbeTiming::default()
+            },
+            health: HealthPolicy {
+                restart_after: self.config.spec.restart_unhealthy_after(),
+                ..HealthPolicy::default()
             },
         }
     }
@@ -244,7 +248,12 @@ mod tests {
             .timeout_seconds
             .insert("etcd".into(), 300);
         config.spec.probes.default_timeout_seconds = 45;
+        config.spec.probes.restart_unhealthy_after_seconds = 600;
         let ctx = NodeContext::new(config, DataDir::new("/d"), RunDir::new("/r"), test_facts());
+        assert_eq!(
+            ctx.readiness("etcd", Probe::None).health.restart_after,
+            Some(Duration::from_secs(600))
+        );
         assert_eq!(
             ctx.readiness("etcd", Probe::None).timing.timeout.as_secs(),
             300

@@ -9,7 +9,7 @@ pub type Result<T, E = PkiError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// A file could not be read or written.
-    #[error("cannot {op} {}: {source}{}", path.display(), io_hint(source))]
+    #[error("cannot {op} {}: {source}{}", path.display(), io_hint(op, source))]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -59,9 +59,15 @@ impl PkiError {
     }
 }
 
-fn io_hint(err: &io::Error) -> &'static str {
-    match err.kind() {
-        io::ErrorKind::PermissionDenied => " (the PKI is readable by root only: run as root)",
+/// The `op` of a directory the PKI needs (the data dir, `pki/`, `pki/etcd/`).
+pub(crate) const CREATE_DIR: &str = "create the directory";
+
+fn io_hint(op: &str, err: &io::Error) -> &'static str {
+    match (op, err.kind()) {
+        (_, io::ErrorKind::PermissionDenied) => " (the PKI is readable by root only: run as root)",
+        (CREATE_DIR, io::ErrorKind::AlreadyExists) | (_, io::ErrorKind::NotADirectory) => {
+            " (a file stands where a directory belongs: check --data-dir)"
+        }
         _ => "",
     }
 }

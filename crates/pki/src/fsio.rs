@@ -39,6 +39,23 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     sync_parent(path)
 }
 
+/// Makes the secret at `path` readable by its owner only when group or others may access it;
+/// returns the mode it had then (`None`: it was private already).
+pub fn make_private(path: &Path) -> Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|err| PkiError::io("check the mode of", path, err))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(SECRET_MODE))
+        .map_err(|err| PkiError::io("make private", path, err))?;
+    Ok(Some(mode))
+}
+
 /// Reads `path`, or `None` when it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read(path) {

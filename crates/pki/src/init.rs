@@ -17,7 +17,7 @@ use rcgen::KeyPair;
 use time::OffsetDateTime;
 
 use crate::authority::{CertSpec, CertificateAuthority, Usage};
-use crate::error::{PkiError, Result};
+use crate::error::{CREATE_DIR, PkiError, Result};
 use crate::kubeconfig::Kubeconfig;
 use crate::request::PkiRequest;
 use crate::x509::{CertInfo, dns_san, ip_san};
@@ -30,6 +30,8 @@ pub enum Action {
     Kept,
     /// Re-issued, with the reason.
     Reissued(String),
+    /// Kept, but its mode let others read a secret: now 0600.
+    Repaired(String),
 }
 
 /// The outcome of [`ensure_pki`], one entry per certificate, key pair or kubeconfig.
@@ -41,7 +43,10 @@ pub struct PkiReport {
 impl PkiReport {
     /// Logged at debug level only: callers print or log the report as fits them.
     fn record(&mut self, path: PathBuf, action: Action) {
-        tracing::debug!(file = %path.display(), ?action, "pki");
+        match &action {
+            Action::Repaired(why) => tracing::warn!(file = %path.display(), "pki: {why}"),
+            _ => tracing::debug!(file = %path.display(), ?action, "pki"),
+        }
         self.entries.push((path, action));
     }
 
@@ -60,6 +65,7 @@ impl fmt::Display for PkiReport {
                 Action::Created => writeln!(f, "created  {}", path.display())?,
                 Action::Kept => writeln!(f, "kept     {}", path.display())?,
                 Action::Reissued(why) => writeln!(f, "renewed  {} ({why})", path.display())?,
+                Action::Repaired(why) => writeln!(f, "repaired {} ({why})", path.display())?,
             }
         }
         Ok(())
@@ -84,9 +90,9 @@ struct Leaf {
 /// needs under `data`'s `pki/`.
 pub fn ensure_pki(data: &DataDir, req: &PkiRequest) -> Result<PkiReport> {
     data.create()
-        .map_err(|err| PkiError::io("create", data.root(), err))?;
+        .map_err(|err| PkiError::io(CREATE_DIR, data.root(), err))?;
     for dir in [data.pki(), data.etcd_pki()] {
-        ensure_dir(&dir, PRIVATE_DIR_MODE).map_err(|err| PkiError::io("create", &dir, err))?;
+        ensure_dir(&dir, PRIVATE_DIR_MODE).map_err(|err| PkiError::io(CREATE_DIR, &dir, err))?;
     }
     let leafs = leafs(req);
     let mut report = PkiReport::default();
@@ -128,6 +134,12 @@ pub fn ensure_pki(data: &DataDir, req: &PkiRequest) -> Result<PkiReport> {
             Target::Kubeconfig(name) => {
                 ensure_kubeconfig(data, name, ca, &leaf.spec, req, &mut report)?;
             }
+        }
+    }
+    for path in secret_paths(data, &cas.map(|(name, _)| name), &leafs) {
+        if let Some(was) = fsio::make_private(&path)? {
+            let why = format!("mode {was:04o} let others read a secret; now 0600");
+            report.record(path, Action::Repaired(why));
         }
     }
     // Leafs are written without a directory sync each (they can always be re-issued); one
@@ -281,6 +293,19 @@ fn dedup<T: PartialEq + Clone>(items: &mut Vec<T>) {
         }
         fresh
     });
+}
+
+/// Every file holding a private key: CA keys, the service-account key, leaf keys, kubeconfigs.
+fn secret_paths(data: &DataDir, cas: &[&str], leafs: &[Leaf]) -> Vec<PathBuf> {
+    let leaf_secrets = leafs.iter().map(|leaf| match leaf.target {
+        Target::Files(name) => data.pki_key(name),
+        Target::Kubeconfig(name) => data.kubeconfig(name),
+    });
+    cas.iter()
+        .map(|name| data.pki_key(name))
+        .chain([data.sa_key()])
+        .chain(leaf_secrets)
+        .collect()
 }
 
 fn leaf_path(data: &DataDir, leaf: &Leaf) -> PathBuf {

@@ -9,6 +9,50 @@ use serde::Deserialize;
 
 use crate::error::{PkiError, Result};
 
+/// Why `url` cannot be a kubeconfig's `server`, or `None` when it can: it must be
+/// `https://HOST[:PORT][/PATH]` with HOST an IP address (IPv6 in brackets) or a DNS name and
+/// PORT from 1 to 65535; kubectl would otherwise fail on every call.
+pub fn server_url_problem(url: &str) -> Option<&'static str> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("contains a space");
+    }
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Some("is not an https:// URL");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some("carries a user name: the client certificate is the credential");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, rest)) if host.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match rest.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None if rest.is_empty() => (host, None),
+                    None => return Some("has text after its IPv6 address"),
+                }
+            }
+            _ => return Some("has a bracketed host that is not an IPv6 address"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        Some("names no host")
+    } else if !authority.starts_with('[')
+        && host.parse::<std::net::Ipv4Addr>().is_err()
+        && !k0x_config::is_dns_name(host)
+    {
+        Some("has a host that is neither an IP address nor a DNS name")
+    } else if port.is_some_and(|port| port.parse::<u16>().map_or(true, |p| p == 0)) {
+        Some("has a port that is not a number from 1 to 65535")
+    } else {
+        None
+    }
+}
+
 /// The parts of a kubeconfig with one cluster, one user and one context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kubeconfig {
@@ -142,6 +186,33 @@ struct User {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_urls() {
+        for good in [
+            "https://10.0.0.5:6443",
+            "https://api.example.com",
+            "https://[fd00::5]:6443",
+            "https://lb.example.com:443/k8s",
+        ] {
+            assert_eq!(server_url_problem(good), None, "{good}");
+        }
+        for (bad, why) in [
+            ("http://x:6443", "https://"),
+            ("https://", "no host"),
+            ("https://:6443", "no host"),
+            ("https://a b:6443", "space"),
+            ("https://300.1.2.3:6443", "neither"),
+            ("https://x:0", "port"),
+            ("https://x:65536", "port"),
+            ("https://x:", "port"),
+            ("https://[fd00::5:6443", "IPv6"),
+            ("https://u@x:6443", "user name"),
+        ] {
+            let problem = server_url_problem(bad).unwrap_or_default();
+            assert!(problem.contains(why), "{bad}: {problem:?}");
+        }
+    }
 
     #[test]
     fn render_then_parse_round_trips() {

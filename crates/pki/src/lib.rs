@@ -29,12 +29,13 @@ pub mod x509;
 
 pub use authority::{CertSpec, CertificateAuthority, Usage, ca_pin, load_cluster_ca};
 pub use error::{PkiError, Result};
-pub use fsio::{SECRET_MODE, write_atomic, write_new};
+pub use fsio::{SECRET_MODE, make_private, write_atomic, write_new};
 pub use init::{Action, PkiReport, ensure_pki};
 pub use keys::generate as generate_key;
-pub use kubeconfig::Kubeconfig;
+pub use kubeconfig::{Kubeconfig, server_url_problem};
 pub use names::{
-    CLUSTER_ADMIN_GROUP, parse_duration, validate_group, validate_node_name, validate_user_name,
+    CLUSTER_ADMIN_GROUP, DURATION_HINT, parse_duration, parse_duration_sum, validate_group,
+    validate_node_name, validate_user_name,
 };
 pub use request::{
     CA_VALIDITY, LEAF_VALIDITY, PkiRequest, first_service_ip, host_addresses, hostname,

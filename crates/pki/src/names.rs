@@ -60,39 +60,58 @@ fn check_charset(value: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses `8760h`, `30d`, `90m`, `45s` or a sum such as `1d12h` into a positive duration.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let invalid = || {
-        PkiError::Input(format!(
-            "duration {text:?} is invalid: write a number with a unit d, h, m or s, \
-             e.g. 8760h, 30d, 90m or 1d12h"
-        ))
-    };
-    let mut total = Duration::ZERO;
+/// How to write a duration, for messages about one.
+pub const DURATION_HINT: &str =
+    "write a number with a unit d, h, m or s, e.g. 8760h, 30d, 90m or 1d12h";
+
+/// Parses `8760h`, `30d`, `90m`, `45s` or a sum such as `1d12h`: the one way k0x reads a
+/// lifetime (certificates, tokens). `None` when `text` is no such duration; zero (`0h`) parses,
+/// and each caller says what zero means to it.
+pub fn parse_duration_sum(text: &str) -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
     let mut digits = String::new();
     for c in text.trim().chars() {
         if c.is_ascii_digit() {
             digits.push(c);
             continue;
         }
-        let amount: i64 = digits.parse().map_err(|_| invalid())?;
-        digits.clear();
-        let unit = match c {
-            'd' => Duration::days(1),
-            'h' => Duration::hours(1),
-            'm' => Duration::minutes(1),
-            's' => Duration::seconds(1),
-            _ => return Err(invalid()),
+        let unit: u64 = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
         };
-        let part = unit.checked_mul(i32::try_from(amount).map_err(|_| invalid())?);
-        total = part
-            .and_then(|p| total.checked_add(p))
-            .ok_or_else(invalid)?;
+        let amount: u64 = digits.parse().ok()?;
+        digits.clear();
+        total = amount.checked_mul(unit)?.checked_add(total)?;
     }
-    if !digits.is_empty() || total <= Duration::ZERO {
-        return Err(invalid());
+    digits
+        .is_empty()
+        .then_some(total)
+        .filter(|_| !text.trim().is_empty())
+        .map(std::time::Duration::from_secs)
+}
+
+/// A certificate's validity: a positive [`parse_duration_sum`].
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let seconds = parse_duration_sum(text)
+        .ok_or_else(|| PkiError::Input(format!("duration {text:?} is invalid: {DURATION_HINT}")))?;
+    let validity = Duration::try_from(seconds)
+        .ok()
+        .filter(|validity| *validity < Duration::days(365 * 1000))
+        .ok_or_else(|| {
+            PkiError::Input(format!(
+                "duration {text:?} is longer than any certificate can live; use e.g. 8760h"
+            ))
+        })?;
+    if validity.is_zero() {
+        return Err(PkiError::Input(format!(
+            "duration {text:?} is zero: a certificate must be valid for some time, e.g. 8760h \
+             or 30d"
+        )));
     }
-    Ok(total)
+    Ok(validity)
 }
 
 #[cfg(test)]
@@ -105,10 +124,17 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
         assert_eq!(parse_duration("90m").unwrap(), Duration::minutes(90));
         assert_eq!(parse_duration("1d12h").unwrap(), Duration::hours(36));
-        for bad in ["", "10", "h", "5y", "0h", "-1h", "1.5h", "99999999999h"] {
+        for bad in ["", "10", "h", "5y", "-1h", "1.5h", "99999999999h", "0h"] {
             let err = parse_duration(bad).unwrap_err().to_string();
             assert!(err.contains("8760h"), "{bad}: {err}");
         }
+        let err = parse_duration("0h").unwrap_err().to_string();
+        assert!(err.contains("is zero"), "{err}");
+        assert_eq!(
+            parse_duration_sum("0h"),
+            Some(std::time::Duration::ZERO),
+            "zero is a duration; callers decide what it means"
+        );
     }
 
     #[test]

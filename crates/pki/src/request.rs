@@ -24,7 +24,7 @@ pub struct PkiRequest {
     pub cluster_domain: String,
     /// First address of the service CIDR: the `kubernetes` Service's ClusterIP.
     pub service_ip: IpAddr,
-    /// `spec.api.address` when set (an IP or a DNS name).
+    /// `spec.api.address` when set (an IP address).
     pub api_address: Option<String>,
     /// `spec.api.sans`: extra IPs or DNS names for the apiserver certificate.
     pub sans: Vec<String>,

@@ -10,7 +10,7 @@ use k0x_config::{DataDir, pki_names};
 use serde::{Deserialize, Serialize};
 
 use crate::authority::CertificateAuthority;
-use crate::error::{PkiError, Result};
+use crate::error::{CREATE_DIR, PkiError, Result};
 use crate::x509::CertInfo;
 use crate::{fsio, keys};
 
@@ -86,9 +86,10 @@ impl ControllerSecrets {
         }
         self.validate(data)?;
         data.create()
-            .map_err(|err| PkiError::io("create", data.root(), err))?;
+            .map_err(|err| PkiError::io(CREATE_DIR, data.root(), err))?;
         for dir in [data.pki(), data.etcd_pki()] {
-            ensure_dir(&dir, PRIVATE_DIR_MODE).map_err(|err| PkiError::io("create", &dir, err))?;
+            ensure_dir(&dir, PRIVATE_DIR_MODE)
+                .map_err(|err| PkiError::io(CREATE_DIR, &dir, err))?;
         }
         for (path, contents, mode) in files {
             if !path.exists() {

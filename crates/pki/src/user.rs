@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::authority::{CertSpec, load_cluster_ca};
 use crate::error::{PkiError, Result};
 use crate::fsio;
-use crate::kubeconfig::Kubeconfig;
+use crate::kubeconfig::{Kubeconfig, server_url_problem};
 use crate::names::{validate_group, validate_user_name};
 
 /// What `k0x user create` asks for.
@@ -31,6 +31,12 @@ pub fn user_kubeconfig(data: &DataDir, req: &UserRequest) -> Result<String> {
     validate_user_name(&req.name)?;
     for group in &req.groups {
         validate_group(group)?;
+    }
+    if let Some(problem) = server_url_problem(&req.server) {
+        return Err(PkiError::Input(format!(
+            "--server {:?} {problem}; pass an https:// URL such as https://10.0.0.5:6443",
+            req.server
+        )));
     }
     let ca = load_cluster_ca(data)?;
     let ca_expiry = ca.cert().not_after;

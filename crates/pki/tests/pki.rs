@@ -301,6 +301,36 @@ fn second_run_changes_nothing_and_modes_are_private() {
 }
 
 #[test]
+fn a_key_others_may_read_is_made_private_and_named() {
+    let (_tmp, data) = fresh();
+    let req = request();
+    ensure_pki(&data, &req).unwrap();
+    let exposed = [
+        data.pki_key(pki_names::CA),
+        data.sa_key(),
+        data.pki_key(pki_names::APISERVER),
+        data.admin_kubeconfig(),
+    ];
+    for path in &exposed {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let report = ensure_pki(&data, &req).unwrap();
+    for path in &exposed {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        let line = format!(
+            "repaired {} (mode 0644 let others read a secret; now 0600)",
+            path.display()
+        );
+        assert!(
+            report.to_string().contains(&line),
+            "{line} missing from:\n{report}"
+        );
+    }
+    let again = ensure_pki(&data, &req).unwrap();
+    assert!(again.unchanged(), "{again}");
+}
+
+#[test]
 fn leafs_near_expiry_are_renewed_and_cas_kept() {
     let (_tmp, data) = fresh();
     let mut req = request();

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::host::{Exited, Host, Launch, ProcessTable, Spawned};
 use crate::spec::Probe;
 use crate::status::ExitReason;
+use crate::tail::OutputTail;
 
 /// What the fake host saw, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,7 @@ struct State {
 struct Process {
     component: String,
     exit: oneshot::Sender<Exited>,
+    output: OutputTail,
 }
 
 impl FakeHost {
@@ -69,6 +71,11 @@ impl FakeHost {
 
     pub(crate) fn set_ready(&self, probe: &Probe) {
         self.state.lock().unwrap().ready.insert(probe.to_string());
+    }
+
+    /// Makes `probe` fail from now on (a hung or overloaded component).
+    pub(crate) fn set_unready(&self, probe: &Probe) {
+        self.state.lock().unwrap().ready.remove(&probe.to_string());
     }
 
     pub(crate) fn set_missing(&self, path: &str) {
@@ -109,6 +116,14 @@ impl FakeHost {
         true
     }
 
+    /// Makes the running process of `component` write `line`.
+    pub(crate) fn say(&self, component: &str, line: &str) {
+        let state = self.state.lock().unwrap();
+        if let Some(process) = state.running.values().find(|p| p.component == component) {
+            process.output.push(line);
+        }
+    }
+
     pub(crate) fn is_running(&self, component: &str) -> bool {
         let state = self.state.lock().unwrap();
         state.running.values().any(|p| p.component == component)
@@ -127,12 +142,14 @@ impl Host for FakeHost {
         state.next_pid += 1;
         let pid = state.next_pid + 1000;
         let (exit, exited) = oneshot::channel();
+        let output = OutputTail::new(0);
         state.events.push(Event::Spawned(launch.component.clone()));
         state.running.insert(
             pid,
             Process {
                 component: launch.component,
                 exit,
+                output: output.clone(),
             },
         );
         drop(state);
@@ -140,6 +157,7 @@ impl Host for FakeHost {
         Ok(Spawned {
             pid: Pid::from_raw(pid),
             exited,
+            output,
         })
     }
 

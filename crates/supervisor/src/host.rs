@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::spec::Probe;
 use crate::status::ExitReason;
+use crate::tail::OutputTail;
 
 /// Name of the environment marker every supervised child carries (`K0X_MANAGED=<data dir>`).
 pub const MARKER_VAR: &str = "K0X_MANAGED";
@@ -42,6 +43,8 @@ pub struct Spawned {
     /// Resolves once the process has exited. The process stays a zombie (so its pid and group id
     /// cannot be reused) until the [`Exited`] value is dropped.
     pub exited: oneshot::Receiver<Exited>,
+    /// The last lines it wrote, for the message that says why it died.
+    pub output: OutputTail,
 }
 
 /// An exited, not yet reaped process.

@@ -12,7 +12,10 @@
 //!   (`K0X_MANAGED=<data dir>`) is ended after the last component stopped;
 //! - a k0x restarted after a SIGKILL ends its predecessor's leftovers ([`end_orphans`]) and
 //!   nothing else: a process is only signalled when its own environment carries the marker;
-//! - one k0x per data dir: the supervisor needs the [`DataDirLock`] to run.
+//! - one k0x per data dir: the supervisor needs the [`DataDirLock`] to run;
+//! - a component that was ready is watched by its probe from then on: shown degraded while the
+//!   probe fails, restarted only when it has failed for a long time ([`HealthPolicy`], five
+//!   minutes by default, because tight probes kill busy components on slow boards).
 
 mod backoff;
 mod error;
@@ -27,6 +30,7 @@ pub mod spec;
 mod status;
 mod supervisor;
 mod system;
+mod tail;
 
 #[cfg(test)]
 mod fake;
@@ -36,10 +40,11 @@ pub use error::Error;
 pub use host::{Exited, Host, Launch, MARKER_VAR, ProcessTable, Spawned, Zombie, marker_entry};
 pub use lock::{DataDirLock, LockError};
 pub use orphans::{Leftovers, ORPHAN_GRACE, end_orphans, marker_value};
-pub use spec::{Probe, ProbeTiming, Readiness, RestartPolicy, Spec};
+pub use spec::{HealthPolicy, Probe, ProbeTiming, Readiness, RestartPolicy, Spec};
 pub use status::{ComponentState, ComponentStatus, ExitReason};
 pub use supervisor::{Supervisor, SupervisorConfig, all_ready};
 pub use system::{ProcFs, SystemHost};
+pub use tail::OutputTail;
 
 /// Re-exported so callers can name pids and signals without depending on nix themselves.
 pub use nix::sys::signal::Signal;

@@ -12,6 +12,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
+use crate::tail::OutputTail;
+
 /// Lines longer than this are split, which bounds the memory a child can make k0x hold.
 const MAX_LINE: usize = 16 * 1024;
 /// Lines queued for the log thread before further lines are dropped.
@@ -62,18 +64,20 @@ fn write_lines(rx: &Receiver<LogLine>) {
     }
 }
 
-/// Reads `pipe` to its end, line by line, into `sink`. Returns how many lines were dropped
-/// without being reported (they were the last ones); those are also logged here.
+/// Reads `pipe` to its end, line by line, into `sink` and `tail`. Returns how many lines were
+/// dropped without being reported (they were the last ones); those are also logged here.
 pub(crate) async fn forward(
     mut pipe: pipe::Receiver,
     component: Arc<str>,
     stream: &'static str,
     sink: LogSink,
+    tail: OutputTail,
 ) -> u64 {
     let mut forwarder = Forwarder {
         component,
         stream,
         sink,
+        tail,
         dropped: 0,
     };
     let mut pending = Vec::with_capacity(1024);
@@ -88,6 +92,7 @@ pub(crate) async fn forward(
     if !pending.is_empty() {
         forwarder.emit(&pending);
     }
+    forwarder.tail.close_stream();
     if forwarder.dropped > 0 {
         tracing::warn!(
             component = %forwarder.component,
@@ -103,6 +108,7 @@ struct Forwarder {
     component: Arc<str>,
     stream: &'static str,
     sink: LogSink,
+    tail: OutputTail,
     dropped: u64,
 }
 
@@ -123,10 +129,12 @@ impl Forwarder {
 
     fn emit(&mut self, raw: &[u8]) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = String::from_utf8_lossy(raw).into_owned();
+        self.tail.push(&text);
         let line = LogLine {
             component: self.component.clone(),
             stream: self.stream,
-            text: String::from_utf8_lossy(raw).into_owned(),
+            text,
             dropped_before: self.dropped,
         };
         match self.sink.0.try_send(line) {
@@ -155,7 +163,7 @@ mod tests {
         let (sink, rx) = LogSink::new(16);
         writer.write_all(b"one\r\ntwo\nthree").unwrap();
         drop(writer);
-        let dropped = forward(reader, "etcd".into(), "stderr", sink).await;
+        let dropped = forward(reader, "etcd".into(), "stderr", sink, OutputTail::new(1)).await;
         assert_eq!(dropped, 0);
         let lines: Vec<_> = rx.try_iter().map(|l| l.text).collect();
         assert_eq!(lines, ["one", "two", "three"]);
@@ -173,7 +181,7 @@ mod tests {
         });
         // Nobody drains `rx` while the pipe is read: the writer could only finish (far beyond the
         // pipe buffer) because the reader kept reading.
-        let dropped = forward(reader, "etcd".into(), "stdout", sink).await;
+        let dropped = forward(reader, "etcd".into(), "stdout", sink, OutputTail::new(1)).await;
         writing.join().unwrap();
         let kept: Vec<_> = rx.try_iter().collect();
         assert_eq!(kept.len(), 4);
@@ -187,6 +195,7 @@ mod tests {
             component: "x".into(),
             stream: "stdout",
             sink,
+            tail: OutputTail::new(1),
             dropped: 0,
         };
         let mut pending = b"a\nb\nc\n".to_vec();
@@ -205,6 +214,7 @@ mod tests {
             component: "x".into(),
             stream: "stdout",
             sink,
+            tail: OutputTail::new(1),
             dropped: 0,
         };
         let mut pending = vec![b'a'; MAX_LINE + 10];

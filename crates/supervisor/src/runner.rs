@@ -17,6 +17,7 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use crate::host::{Exited, Host, Launch, Spawned};
 use crate::spec::{Probe, Readiness, RestartPolicy, Spec};
 use crate::status::{ComponentState, ComponentStatus, ExitReason};
+use crate::tail::OutputTail;
 
 /// The outcome of a component's first start, which dependents and `start` wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,9 @@ enum Ended {
     Exited(ExitReason, Duration),
     Stopped,
     NotReady(String),
+    /// Ended by the supervisor after failing its probe for too long: restarted whatever its
+    /// exit code (a clean exit on SIGTERM must not leave it stopped).
+    Unhealthy(Duration),
 }
 
 impl RestartPolicy {
@@ -85,6 +89,7 @@ impl<H: Host> Runner<H> {
                 }
             };
             ever_spawned = true;
+            let output = spawned.output.clone();
             let probe_deadline = if ever_ready {
                 Instant::now() + self.spec.readiness.timing.timeout
             } else {
@@ -95,18 +100,33 @@ impl<H: Host> Runner<H> {
                 .await
             {
                 Ended::Stopped => return,
-                Ended::NotReady(problem) => return self.fail(problem),
+                Ended::NotReady(problem) => return self.fail(quoting(problem, &output).await),
+                Ended::Unhealthy(ran) => {
+                    backoff.record_run(ran);
+                    if !self.back_off(backoff.next_delay(), &mut stop).await {
+                        return;
+                    }
+                }
                 Ended::Exited(reason, ran) => {
-                    if !self.spec.restart.restarts_after(reason) {
-                        return self.give_up(reason, ever_ready);
+                    let restarts = self.spec.restart.restarts_after(reason);
+                    if !restarts && !ever_ready {
+                        let policy = self.spec.restart;
+                        let problem = format!(
+                            "it exited with {reason} before it was ready (restart policy {policy:?})"
+                        );
+                        return self.fail(quoting(problem, &output).await);
+                    }
+                    if !restarts {
+                        return self.give_up(reason);
                     }
                     backoff.record_run(ran);
                     let delay = backoff.next_delay();
                     if !ever_ready && Instant::now() + delay > deadline {
-                        return self.fail(format!(
+                        let problem = format!(
                             "it exited with {reason} and was not ready within {:?}",
                             self.spec.readiness.timing.timeout
-                        ));
+                        );
+                        return self.fail(quoting(problem, &output).await);
                     }
                     if !self.back_off(delay, &mut stop).await {
                         return;
@@ -161,6 +181,11 @@ impl<H: Host> Runner<H> {
         );
         tokio::pin!(probe);
         let mut probing = true;
+        let check = self.next_health_check();
+        tokio::pin!(check);
+        // Set once the readiness wait is over: from then on the probe watches the component.
+        let mut watching = false;
+        let mut unhealthy_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 exited = &mut spawned.exited => {
@@ -180,6 +205,8 @@ impl<H: Host> Runner<H> {
                 }
                 result = &mut probe, if probing => {
                     probing = false;
+                    watching = true;
+                    check.set(self.next_health_check());
                     match result {
                         Ok(()) => self.mark_ready(ever_ready),
                         Err(problem) if !*ever_ready => {
@@ -187,6 +214,8 @@ impl<H: Host> Runner<H> {
                             return Ended::NotReady(problem);
                         }
                         Err(problem) => {
+                            // Restarted, never ready since: unhealthy since its start.
+                            unhealthy_since = Some(started);
                             tracing::warn!(component = %self.spec.name, "running but not ready: {problem}");
                             self.update(|s| {
                                 s.state = ComponentState::Running;
@@ -196,8 +225,75 @@ impl<H: Host> Runner<H> {
                         }
                     }
                 }
+                result = &mut check, if watching => {
+                    check.set(self.next_health_check());
+                    match result {
+                        Ok(()) => {
+                            if unhealthy_since.take().is_some() {
+                                self.mark_ready(ever_ready);
+                            }
+                        }
+                        Err(problem) => {
+                            let since = *unhealthy_since.get_or_insert_with(Instant::now);
+                            if self.unhealthy(since, &problem) {
+                                self.terminate(pid, spawned).await;
+                                return Ended::Unhealthy(started.elapsed());
+                            }
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// One health check after the interval of [`crate::HealthPolicy`]; never resolves for a
+    /// component without a probe.
+    fn next_health_check(&self) -> impl Future<Output = Result<(), String>> + use<H> {
+        let host = self.host.clone();
+        let probe = self.spec.readiness.probe.clone();
+        let policy = self.spec.readiness.health;
+        async move {
+            if probe == Probe::None {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(policy.interval).await;
+            host.probe(&probe, policy.attempt_timeout)
+                .await
+                .map_err(|problem| format!("probe {probe} failed: {problem}"))
+        }
+    }
+
+    /// Records a failed health check of a component unhealthy since `since`; true when it has
+    /// been unhealthy long enough to be restarted (never under `restart: never`).
+    fn unhealthy(&self, since: Instant, problem: &str) -> bool {
+        let elapsed = since.elapsed();
+        let restart = self.spec.restart != RestartPolicy::Never
+            && self
+                .spec
+                .readiness
+                .health
+                .restart_after
+                .is_some_and(|after| elapsed >= after);
+        let seconds = elapsed.as_secs();
+        if restart {
+            tracing::error!(component = %self.spec.name, "unhealthy for {seconds}s, restarting it: {problem}");
+            self.update(|s| {
+                s.message = Some(format!("restarted after {seconds}s unhealthy: {problem}"))
+            });
+            return true;
+        }
+        let degraded = self.status.borrow()[self.index].state == ComponentState::Degraded;
+        if !degraded {
+            tracing::warn!(component = %self.spec.name, "unhealthy: {problem}");
+        }
+        self.update(|s| {
+            if !degraded {
+                s.since = SystemTime::now();
+            }
+            s.state = ComponentState::Degraded;
+            s.message = Some(format!("unhealthy for {seconds}s: {problem}"));
+        });
+        false
     }
 
     fn mark_ready(&self, ever_ready: &mut bool) {
@@ -276,14 +372,9 @@ impl<H: Host> Runner<H> {
         }
     }
 
-    /// The restart policy does not restart after `reason`.
-    fn give_up(&self, reason: ExitReason, ever_ready: bool) {
+    /// The restart policy does not restart a component that was ready after `reason`.
+    fn give_up(&self, reason: ExitReason) {
         let policy = self.spec.restart;
-        if !ever_ready {
-            return self.fail(format!(
-                "it exited with {reason} before it was ready (restart policy {policy:?})"
-            ));
-        }
         self.remove_pid_file();
         let state = if reason.success() {
             ComponentState::Stopped
@@ -358,6 +449,19 @@ impl<H: Host> Runner<H> {
             }
             _ => {}
         }
+    }
+}
+
+/// How long a failure message waits for the last output of an exited process to arrive.
+const OUTPUT_SETTLE: Duration = Duration::from_millis(500);
+
+/// `problem`, followed by the process's last error lines: the cause is usually there
+/// ("no space left on device"), not in the exit code.
+async fn quoting(problem: String, output: &OutputTail) -> String {
+    output.settled(OUTPUT_SETTLE).await;
+    match output.summary() {
+        Some(summary) => format!("{problem}; {summary}"),
+        None => problem,
     }
 }
 

@@ -53,11 +53,13 @@ pub enum RestartPolicy {
     Never,
 }
 
-/// A readiness probe with its timing.
+/// A readiness probe with its timing, and how the same probe watches the component once it was
+/// ready.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Readiness {
     pub probe: Probe,
     pub timing: ProbeTiming,
+    pub health: HealthPolicy,
 }
 
 /// How to check that a component is ready.
@@ -88,6 +90,39 @@ pub struct ProbeTiming {
     pub interval: Duration,
     pub attempt_timeout: Duration,
     pub timeout: Duration,
+}
+
+/// What happens after the first ready: the probe keeps running, a component whose probe fails is
+/// shown degraded, and one that stays unhealthy for `restart_after` is restarted.
+///
+/// The defaults are generous on purpose. A restart makes a slow machine slower, and a probe that
+/// is too tight restarts a component that is merely busy: a kubeadm apiserver liveness probe of
+/// 15 s plus 8 failures of 15 s killed the apiservers of Banana Pi boards under load, over and
+/// over. So k0x probes every 10 s, allows 10 s per attempt, and restarts only after 5 minutes of
+/// failures without a single success; `spec.probes.restartUnhealthyAfterSeconds` raises that or
+/// (0) turns restarts off, leaving only the degraded state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Time between two probes once the component was ready.
+    pub interval: Duration,
+    pub attempt_timeout: Duration,
+    /// Restart after failing every probe for this long; `None`: never restart, only report.
+    pub restart_after: Option<Duration>,
+}
+
+impl HealthPolicy {
+    /// The time a component may stay unhealthy before it is restarted.
+    pub const DEFAULT_RESTART_AFTER: Duration = Duration::from_secs(300);
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(10),
+            restart_after: Some(Self::DEFAULT_RESTART_AFTER),
+        }
+    }
 }
 
 impl Default for ProbeTiming {

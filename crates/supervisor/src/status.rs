@@ -17,7 +17,10 @@ pub enum ComponentState {
     Starting,
     /// Its process runs and the readiness probe passed.
     Ready,
-    /// Its process runs but the probe did not pass within its timeout after a restart.
+    /// It was ready, but its probe fails now; restarted if that lasts (see `HealthPolicy`).
+    Degraded,
+    /// Its process runs but the probe did not pass within its timeout after a restart; watched
+    /// like a degraded component from then on.
     Running,
     /// It exited and will be restarted after a delay.
     Backoff,

@@ -262,7 +262,7 @@ pub fn all_ready(status: &[ComponentStatus]) -> bool {
 mod tests {
     use super::*;
     use crate::fake::{Event, FakeHost};
-    use crate::spec::{Probe, ProbeTiming, Readiness, RestartPolicy};
+    use crate::spec::{HealthPolicy, Probe, ProbeTiming, Readiness, RestartPolicy};
     use crate::status::ExitReason;
     use nix::sys::signal::Signal;
 
@@ -300,6 +300,7 @@ mod tests {
                 timeout: Duration::from_secs(timeout_secs),
                 ..ProbeTiming::default()
             },
+            ..Readiness::default()
         }
     }
 
@@ -374,6 +375,141 @@ mod tests {
         assert_eq!(host.spawns_of("kube-apiserver"), 0);
         assert!(!host.is_running("etcd") && !host.is_running("containerd"));
         assert!(supervisor.status().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_component_that_dies_at_start_is_reported_with_its_last_error_lines() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        let mut etcd = spec("etcd", &[]);
+        etcd.readiness = tcp_probe(2379, 60);
+        etcd.restart = RestartPolicy::Never;
+        let starting = tokio::spawn(async move { supervisor.start(vec![etcd]).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        host.say("etcd", "starting etcd");
+        host.say(
+            "etcd",
+            r#"{"level":"fatal","msg":"failed to create WAL","error":"no space left on device"}"#,
+        );
+        host.exit("etcd", ExitReason::Code(2));
+        let error = starting.await.unwrap().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "component etcd did not start: it exited with exit code 2 before it was ready \
+             (restart policy Never); its last output: \"failed to create WAL: no space left on \
+             device\""
+        );
+    }
+
+    /// etcd ready, then its probe fails (a SIGSTOP, an overloaded board): degraded at once,
+    /// ready again when the probe passes, and no restart before five minutes without a success.
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_component_that_fails_its_probe_is_degraded_and_recovers_without_restart() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        let mut etcd = spec("etcd", &[]);
+        etcd.readiness = tcp_probe(2379, 60);
+        let probe = etcd.readiness.probe.clone();
+        host.set_ready(&probe);
+        supervisor.start(vec![etcd]).await.unwrap();
+
+        host.set_unready(&probe);
+        let degraded = wait_for(&supervisor, "etcd", |s| s.state == ComponentState::Degraded).await;
+        assert!(
+            degraded
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("connection refused"),
+            "{degraded:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(280)).await;
+        let status = &supervisor.status()[0];
+        assert_eq!(status.state, ComponentState::Degraded);
+        assert!(
+            status
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("unhealthy for 2"),
+            "{status:?}"
+        );
+        host.set_ready(&probe);
+        wait_for(&supervisor, "etcd", |s| s.state == ComponentState::Ready).await;
+        assert_eq!(host.spawns_of("etcd"), 1, "restarted while it recovered");
+
+        // One success in between starts the count again: 4 + 4 minutes of failures, no restart.
+        for _ in 0..2 {
+            host.set_unready(&probe);
+            tokio::time::sleep(Duration::from_secs(240)).await;
+            host.set_ready(&probe);
+            wait_for(&supervisor, "etcd", |s| s.state == ComponentState::Ready).await;
+        }
+        assert_eq!(host.spawns_of("etcd"), 1);
+        assert_eq!(supervisor.status()[0].restarts, 0);
+        supervisor.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_component_unhealthy_past_the_threshold_is_restarted() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        let mut etcd = spec("etcd", &[]);
+        etcd.readiness = tcp_probe(2379, 60);
+        let probe = etcd.readiness.probe.clone();
+        host.set_ready(&probe);
+        host.ignore_term("etcd"); // stopped with SIGSTOP: only SIGKILL ends it
+        supervisor.start(vec![etcd]).await.unwrap();
+
+        host.set_unready(&probe);
+        let began = tokio::time::Instant::now();
+        let restarted = wait_for(&supervisor, "etcd", |s| s.restarts == 1).await;
+        let waited = began.elapsed();
+        assert!(
+            waited >= HealthPolicy::DEFAULT_RESTART_AFTER
+                && waited < HealthPolicy::DEFAULT_RESTART_AFTER + Duration::from_secs(40),
+            "restarted after {waited:?}"
+        );
+        assert_eq!(restarted.last_exit, Some(ExitReason::Signal(9)));
+        assert!(
+            host.events()
+                .contains(&Event::Signalled("etcd".into(), Signal::SIGKILL)),
+            "a stopped process gets SIGKILL after the stop timeout"
+        );
+        host.set_ready(&probe);
+        wait_for(&supervisor, "etcd", |s| s.state == ComponentState::Ready).await;
+        assert_eq!(host.spawns_of("etcd"), 2);
+        supervisor.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_restart_threshold_an_unhealthy_component_is_only_reported() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        let mut etcd = spec("etcd", &[]);
+        etcd.readiness = tcp_probe(2379, 60);
+        etcd.readiness.health.restart_after = None;
+        let probe = etcd.readiness.probe.clone();
+        host.set_ready(&probe);
+        supervisor.start(vec![etcd]).await.unwrap();
+        host.set_unready(&probe);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let status = &supervisor.status()[0];
+        assert_eq!(status.state, ComponentState::Degraded);
+        assert_eq!(host.spawns_of("etcd"), 1);
+        supervisor.stop().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,7 @@ use crate::logs::{self, LogSink};
 use crate::probe;
 use crate::spec::Probe;
 use crate::status::ExitReason;
+use crate::tail::OutputTail;
 
 /// Host side effects on the real system.
 #[derive(Debug)]
@@ -213,17 +214,20 @@ impl Host for SystemHost {
                 return Err(error);
             }
         };
+        let output = OutputTail::new(2);
         for (pipe, stream) in [(stdout, "stdout"), (stderr, "stderr")] {
             tokio::spawn(logs::forward(
                 pipe,
                 component.clone(),
                 stream,
                 self.logs.clone(),
+                output.clone(),
             ));
         }
         Ok(Spawned {
             pid: child.pid,
             exited,
+            output,
         })
     }
 

@@ -71,6 +71,7 @@ async fn etcd_is_ready_when_healthy_restarts_after_a_crash_and_stops_cleanly() {
             timeout: Duration::from_secs(60),
             ..ProbeTiming::default()
         },
+        ..Readiness::default()
     };
     let lock = Arc::new(DataDirLock::acquire(&data).unwrap());
     let mut config = SupervisorConfig::new(RunDir::new(tmp.path().join("run")), lock);

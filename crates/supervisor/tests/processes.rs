@@ -360,6 +360,7 @@ async fn dependents_start_after_their_dependencies_report_ready() {
                 interval: Duration::from_millis(50),
                 ..ProbeTiming::default()
             },
+            ..Readiness::default()
         };
         spec
     };
@@ -403,6 +404,7 @@ async fn a_dependency_that_never_gets_ready_fails_start_and_holds_back_its_depen
             attempt_timeout: Duration::from_millis(200),
             timeout: Duration::from_millis(600),
         },
+        ..Readiness::default()
     };
     let mut apiserver = setup.spec("apiserver", "readiness.sh", &[dir, "apiserver", "0"]);
     apiserver.depends_on = vec!["etcd".into()];
@@ -712,5 +714,34 @@ async fn children_carry_the_marker_and_never_the_notify_socket() {
     let marker = String::from_utf8(setup.marker.clone()).unwrap();
     assert!(lines.contains(&marker.as_str()), "{env}");
     supervisor.stop().await;
+    setup.assert_nothing_marked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_dies_at_start_is_reported_with_what_it_said() {
+    let setup = Setup::new();
+    let mut supervisor = Supervisor::new(setup.config(small_backoff())).unwrap();
+    let mut etcd = Spec::new("etcd", "/bin/sh");
+    etcd.args = [
+        "-c",
+        "echo starting; echo 'error: open wal: no space left on device' >&2; exit 2",
+    ]
+    .map(String::from)
+    .to_vec();
+    etcd.restart = k0x_supervisor::RestartPolicy::Never;
+    etcd.readiness = Readiness {
+        probe: k0x_supervisor::Probe::Tcp(([127, 0, 0, 1], k0x_testkit::free_port()).into()),
+        timing: ProbeTiming {
+            timeout: Duration::from_secs(30),
+            ..ProbeTiming::default()
+        },
+        ..Readiness::default()
+    };
+    let error = supervisor.start(vec![etcd]).await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "component etcd did not start: it exited with exit code 2 before it was ready (restart \
+         policy Never); its last output: \"error: open wal: no space left on device\""
+    );
     setup.assert_nothing_marked();
 }
