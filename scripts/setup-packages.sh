@@ -11,7 +11,10 @@ packages=(
   busybox-static                   # a local image for container tests (no registry)
   zstd tar                         # payload checks and benchmarks
   systemd                          # systemd-analyze verify for the unit templates
-  build-essential pkg-config git   # crates that compile C (zstd-sys, ring)
+  build-essential pkg-config git   # crates that compile C (zstd-sys, ring); cgo for runc
+  libseccomp-dev                   # runc with seccomp, linked static (embedded-bins/build)
+  python3                          # embedded-bins/wrap reads upstream go.mod files
+  file                             # tests check that binaries are static
   procps psmisc util-linux         # ps, pkill, findmnt in tests
   time                             # /usr/bin/time: peak RSS in scripts/bench-assets.sh
   curl ca-certificates             # embedded-bins/stage --online downloads
@@ -28,6 +31,10 @@ apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 # kubectl: use the host's if it has one, otherwise Debian's kubernetes-client.
 if ! command -v kubectl >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "scripts/setup-packages.sh: no Go toolchain (go) on PATH; the components are built from source with Go 1.24 or later" >&2
+  exit 1
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/setup-packages.sh: no Rust toolchain (cargo) on PATH; install one with rustup and rerun" >&2

@@ -37,7 +37,8 @@ pub struct PayloadFile {
     pub lock_version: String,
     pub sha256: String,
     pub size: u64,
-    /// `lock-download` or `from-system:<dir>/<file>`.
+    /// `module:<go module>@<version>` (built from source), `supplied:<dir>/<file>` or
+    /// `from-system:<dir>/<file>`.
     pub source: String,
 }
 

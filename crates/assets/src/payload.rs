@@ -63,6 +63,10 @@ pub struct Payload {
     origin: Origin,
 }
 
+/// The largest zstd window a payload may use: `zstd --long` (2^27 = 128 MiB, its default), so the
+/// Go binaries' shared code compresses across files while extraction memory stays bounded.
+pub const LONG_WINDOW_LOG: u32 = 27;
+
 impl Payload {
     /// The payload of this process: `K0X_PAYLOAD` if set, otherwise the one appended to
     /// `/proc/self/exe`. `Ok(None)` means the binary carries none.
@@ -304,6 +308,7 @@ fn decode(
     let mut decoder =
         zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 17, reader))
             .map_err(fail)?;
+    decoder.window_log_max(LONG_WINDOW_LOG).map_err(fail)?;
     loop {
         let mut chunk = recycled.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         chunk.resize(CHUNK, 0);

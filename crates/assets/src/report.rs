@@ -9,7 +9,7 @@ use crate::lock::{self, HOST_ARCH};
 use crate::manifest::{BinManifest, PayloadManifest};
 
 /// How a missing component can be supplied.
-pub const MISSING_HINT: &str = "stage it with `embedded-bins/stage --from-system DIR` and rebuild, or set K0X_PAYLOAD, or run with --disable-components";
+pub const MISSING_HINT: &str = "build the payload with `scripts/build.sh` (components from source), or stage it with `embedded-bins/stage --from-system DIR`, or set K0X_PAYLOAD, or run with --disable-components";
 
 /// Where a component stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,7 +32,8 @@ pub struct ComponentInfo {
     /// What the binary reported when it was staged.
     pub present_version: Option<String>,
     pub sha256: Option<String>,
-    /// `lock-download` or `from-system:<dir>/<file>`.
+    /// `module:<go module>@<version>` (built from source), `supplied:<dir>/<file>` or
+    /// `from-system:<dir>/<file>`.
     pub source: Option<String>,
     pub status: ComponentStatus,
     /// How to supply a missing component.
@@ -98,8 +99,11 @@ pub fn components_report(data: &DataDir, payload: Option<&PayloadManifest>) -> V
 
 fn missing_hint(entry: Option<&lock::LockEntry>) -> String {
     match entry {
-        Some(e) if e.url.is_none() => {
-            format!("upstream publishes no {HOST_ARCH} build; {MISSING_HINT}")
+        Some(e) if e.sha256.is_none() => {
+            format!(
+                "{} has not been built for {HOST_ARCH} yet; {MISSING_HINT}",
+                e.origin()
+            )
         }
         _ => MISSING_HINT.to_owned(),
     }
@@ -156,7 +160,11 @@ mod tests {
         let report = components_report(&data, Some(&payload));
         let get = |n: &str| report.iter().find(|c| c.name == n).unwrap();
         assert_eq!(get("etcd").status, ComponentStatus::Extracted);
-        assert_eq!(get("etcd").expected_version.as_deref(), Some("3.5.25"));
+        let pinned = lock::expected()
+            .into_iter()
+            .find(|e| e.name == "etcd")
+            .unwrap();
+        assert_eq!(get("etcd").expected_version.as_ref(), Some(&pinned.version));
         assert_eq!(get("runc").status, ComponentStatus::InPayload);
         assert_eq!(get("runc").present_version.as_deref(), Some("runc-v"));
         assert_eq!(get("kube-apiserver").status, ComponentStatus::Missing);
