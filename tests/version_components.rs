@@ -66,7 +66,7 @@ fn lists_staged_components_with_real_versions_and_marks_kube_missing() {
             .to_owned()
     };
     assert!(
-        line("etcd").contains(&etcd_version) && line("etcd").contains("3.5.25"),
+        line("etcd").contains(&etcd_version) && line("etcd").contains(&pinned("etcd")),
         "{text}"
     );
     assert!(line("runc").contains("in-payload"), "{text}");
@@ -77,7 +77,7 @@ fn lists_staged_components_with_real_versions_and_marks_kube_missing() {
         "kubelet",
     ] {
         assert!(
-            line(kube).contains("MISSING") && line(kube).contains("1.34.2"),
+            line(kube).contains("MISSING") && line(kube).contains(&pinned(kube)),
             "{text}"
         );
     }
@@ -91,11 +91,49 @@ fn lists_staged_components_with_real_versions_and_marks_kube_missing() {
     let components = json["components"].as_array().unwrap();
     let etcd = components.iter().find(|c| c["name"] == "etcd").unwrap();
     assert_eq!(etcd["present_version"], etcd_version.as_str());
-    assert_eq!(etcd["expected_version"], "3.5.25");
+    assert_eq!(etcd["expected_version"], pinned("etcd").as_str());
     assert_eq!(etcd["sha256"].as_str().unwrap().len(), 64);
     let kubelet = components.iter().find(|c| c["name"] == "kubelet").unwrap();
     assert_eq!(kubelet["status"], "missing");
     assert!(kubelet["hint"].as_str().unwrap().contains("K0X_PAYLOAD"));
+}
+
+/// The version components.lock pins for this machine's architecture.
+fn pinned(name: &str) -> String {
+    k0x_assets::lock::expected()
+        .into_iter()
+        .find(|e| e.name == name)
+        .unwrap()
+        .version
+        .clone()
+}
+
+#[test]
+fn a_go_binary_names_the_modules_it_was_built_from() {
+    let Some(found) = k0x_testkit::require_binaries("go_build_info", &["etcd"]) else {
+        return;
+    };
+    let info = k0x_assets::buildinfo::read(&found[0]).unwrap().unwrap();
+    assert!(info.go_version.starts_with("go1."), "{info:?}");
+    assert!(info.path.starts_with("go.etcd.io/etcd"), "{info:?}");
+    // Built from its module by embedded-bins/build, kubelet lists every module with its go.sum hash.
+    let kubelet = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/components/amd64/kubelet");
+    if cfg!(target_arch = "x86_64") && kubelet.is_file() {
+        let info = k0x_assets::buildinfo::read(&kubelet).unwrap().unwrap();
+        assert_eq!(info.path, "k8s.io/kubernetes/cmd/kubelet");
+        let k8s = info
+            .modules
+            .iter()
+            .find(|m| m.path == "k8s.io/kubernetes")
+            .unwrap();
+        assert_eq!(k8s.version, pinned("kubelet"));
+        assert!(
+            k8s.sum.as_deref().is_some_and(|s| s.starts_with("h1:")),
+            "{k8s:?}"
+        );
+    }
+    let shell = k0x_testkit::find_binary("sh").unwrap();
+    assert_eq!(k0x_assets::buildinfo::read(&shell).unwrap(), None);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! this binary expects (compiled-in lock) next to what it carries and what is extracted.
 
 use clap::Args;
+use k0x_assets::buildinfo::{self, GoBuildInfo};
 use k0x_assets::{ComponentInfo, ComponentStatus, Origin, Payload};
 use serde::Serialize;
 
@@ -14,7 +15,8 @@ pub struct VersionArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
-    /// Also list every embedded component: expected and present version, sha256, source.
+    /// Also list every embedded component: expected and present version, sha256, source; with
+    /// `-o json|yaml` also the Go modules each extracted binary was built from.
     #[arg(long)]
     pub components: bool,
 }
@@ -48,7 +50,17 @@ struct ComponentsReport {
     #[serde(flatten)]
     build: VersionInfo,
     payload: PayloadInfo,
-    components: Vec<ComponentInfo>,
+    components: Vec<Component>,
+}
+
+/// A component, and for an extracted Go binary the modules it was built from (its bill of
+/// materials, read from the binary itself).
+#[derive(Debug, Serialize)]
+struct Component {
+    #[serde(flatten)]
+    info: ComponentInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    go_build: Option<GoBuildInfo>,
 }
 
 pub fn run(global: &GlobalArgs, args: &VersionArgs) -> anyhow::Result<()> {
@@ -74,7 +86,8 @@ fn print_build(output: OutputFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gather(global: &GlobalArgs) -> ComponentsReport {
+fn gather(global: &GlobalArgs, with_modules: bool) -> ComponentsReport {
+    let data = global.data_dir();
     let located = Payload::locate().and_then(|payload| match payload {
         Some(p) => p.read_manifest().map(|manifest| (Some(p), Some(manifest))),
         None => Ok((None, None)),
@@ -101,13 +114,21 @@ fn gather(global: &GlobalArgs) -> ComponentsReport {
     ComponentsReport {
         build: INFO,
         payload: payload_info,
-        components: k0x_assets::components_report(&global.data_dir(), manifest.as_ref()),
+        components: k0x_assets::components_report(&data, manifest.as_ref())
+            .into_iter()
+            .map(|info| Component {
+                go_build: (with_modules && info.status == ComponentStatus::Extracted)
+                    .then(|| buildinfo::read(&data.bin().join(&info.name)).ok().flatten())
+                    .flatten(),
+                info,
+            })
+            .collect(),
     }
 }
 
 #[allow(clippy::print_stdout)]
 fn print_components(global: &GlobalArgs, output: OutputFormat) -> anyhow::Result<()> {
-    let report = gather(global);
+    let report = gather(global, output != OutputFormat::Text);
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         // JSON is valid YAML; one document keeps both outputs in lockstep.
@@ -147,7 +168,7 @@ fn render_text(report: &ComponentsReport) -> String {
         ]
         .map(String::from),
     ];
-    for c in &report.components {
+    for c in report.components.iter().map(|c| &c.info) {
         let status = match c.status {
             ComponentStatus::Extracted => "extracted",
             ComponentStatus::InPayload => "in-payload",
@@ -175,12 +196,12 @@ fn render_text(report: &ComponentsReport) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
-    if let Some(hint) = report.components.iter().find_map(|c| c.hint.as_ref()) {
+    if let Some(hint) = report.components.iter().find_map(|c| c.info.hint.as_ref()) {
         let missing: Vec<&str> = report
             .components
             .iter()
-            .filter(|c| c.status == ComponentStatus::Missing)
-            .map(|c| c.name.as_str())
+            .filter(|c| c.info.status == ComponentStatus::Missing)
+            .map(|c| c.info.name.as_str())
             .collect();
         out.push_str(&format!("missing: {}: {hint}\n", missing.join(", ")));
     }

@@ -10,6 +10,7 @@
 //! components_report()  --> `k0x version --components`
 //! ```
 
+pub mod buildinfo;
 mod error;
 mod extract;
 pub mod lock;
