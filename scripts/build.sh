@@ -20,6 +20,13 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 K0X_EXPECT_PAYLOAD=1 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --locked --target "$triple" -p k0x -p k0x-assets --bins
 release="$target_dir/$triple/release"
+# Proof that k0x needs nothing from the OS: it runs in a chroot holding only itself.
+proof=$(mktemp -d)
+trap 'rm -rf "$proof"' EXIT
+cp "$release/k0x" "$proof/k0x"
+file "$proof/k0x" | grep -q 'static' || { echo "scripts/build.sh: $release/k0x is not statically linked" >&2; exit 1; }
+chroot "$proof" /k0x version >/dev/null && chroot "$proof" /k0x config create >/dev/null ||
+  { echo "scripts/build.sh: k0x does not run in an empty chroot (it needs something from the OS)" >&2; exit 1; }
 
 source_args=("$@")
 [ ${#source_args[@]} -gt 0 ] || source_args=(--from-source)
