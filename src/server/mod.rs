@@ -2,8 +2,8 @@
 //!
 //! The flow is short on purpose; every step lives in the crate that owns it:
 //! lock the data dir (supervisor) -> put the component binaries in place (assets) -> write the PKI
-//! (pki) -> render each component's files and spec (node) -> start them in order (supervisor) ->
-//! serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
+//! (pki) -> render each component's files and spec (node) -> start them in order (supervisor),
+//! the kubelet once the images its pods need are in containerd (node) -> serve the admin socket -> wait for SIGINT/SIGTERM -> stop in reverse order.
 
 pub mod admin;
 mod controller_join;
@@ -19,7 +19,7 @@ use k0x_config::{ClusterConfig, DataDir, RunDir};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
-use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
+use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig, SystemHost};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use controller_join::Promotion;
@@ -186,7 +186,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let started = tokio::select! {
-        result = supervisor.start(plan.specs.clone()) => Some(result),
+        result = start_components(&mut supervisor, &plan) => Some(result),
         _ = terminate.recv() => None,
         _ = interrupt.recv() => None,
     };
@@ -203,7 +203,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
             }
             serve_until_signal(join_api, stopped(), &mut terminate, &mut interrupt).await
         }
-        Some(Err(err)) => Err(err.into()),
+        Some(Err(err)) => Err(err),
         None => {
             tracing::info!("signal during start: stopping");
             Ok(())
@@ -217,6 +217,29 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let _ = admin_task.await;
     let _ = std::fs::remove_file(run.admin_socket());
     outcome
+}
+
+/// Starts every component in order; the kubelet only after the images are imported, since the
+/// first thing it asks containerd for is the sandbox image.
+async fn start_components(
+    supervisor: &mut Supervisor<SystemHost>,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let (first, later): (Vec<_>, Vec<_>) = plan
+        .specs
+        .iter()
+        .cloned()
+        .partition(|spec| spec.name != k0x_node::images::NEEDED_BY);
+    supervisor.start(first).await?;
+    if later.is_empty() {
+        return Ok(());
+    }
+    let ctx = plan.ctx.clone();
+    tokio::task::spawn_blocking(move || k0x_node::import_images(&ctx))
+        .await
+        .context("the image import task failed")??;
+    supervisor.start(later).await?;
+    Ok(())
 }
 
 /// Serves the join API (on controllers) until SIGTERM or SIGINT.

@@ -148,7 +148,7 @@ fn containerd_merges_generated_config_with_drop_ins() {
     fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
     fs::write(
         &drop_in,
-        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  max_concurrent_downloads = 7\n",
+        "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  max_concurrent_downloads = 7\n",
     )
     .unwrap();
     let spec = containerd_spec(&ctx);
