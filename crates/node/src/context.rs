@@ -143,8 +143,9 @@ fn valid_node_name(name: &str) -> Result<String, NodeError> {
 }
 
 /// The IPv4 address of the interface that carries the default route, else the first global
-/// IPv4 address. Reads kernel tables only; sends nothing.
-fn primary_address() -> Result<IpAddr, NodeError> {
+/// IPv4 address: what the node advertises and kubeconfigs name. Reads kernel tables only;
+/// sends nothing.
+pub fn primary_address() -> Result<IpAddr, NodeError> {
     let default_iface = fs::read_to_string("/proc/net/route")
         .ok()
         .and_then(|routes| default_route_interface(&routes));
