@@ -63,6 +63,7 @@ pub fn run(
     let (config, membership, promotion) = identity(config, &data, &run, &facts, options, &runtime)?;
     let mut ctx = NodeContext::new(config, data, run, facts);
     ctx.etcd_membership = membership;
+    ctx.taint_control_plane = options.role.taint_control_plane;
     let plan = Plan::prepare(ctx, options)?;
     if let Some(promotion) = promotion {
         runtime.spawn(promotion.run());

@@ -86,6 +86,8 @@ pub struct NodeContext {
     /// The worker profile (`spec.workerProfiles[].name`) applied to the kubelet; `None` applies a
     /// profile named `default` when one exists.
     pub worker_profile: Option<String>,
+    /// A node that also runs the control plane registers with the control-plane taint.
+    pub taint_control_plane: bool,
 }
 
 impl NodeContext {
@@ -98,6 +100,7 @@ impl NodeContext {
             node,
             etcd_membership: EtcdMembership::New,
             worker_profile: None,
+            taint_control_plane: false,
         }
     }
 
