@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use k0x_host::install::{
-    Change, InstallRequest, Passthrough, controller_args, install, read_token, worker_args,
+    Change, ControllerWorker, InstallRequest, Passthrough, controller_args, install, read_token,
+    worker_args,
 };
 use k0x_host::units::{InitSystem, Role};
 
@@ -30,6 +31,9 @@ pub struct ControllerArgs {
     /// Also run the worker components (containerd, kubelet) on this controller.
     #[arg(long)]
     pub enable_worker: bool,
+    /// With --enable-worker: register the node with the control-plane taint.
+    #[arg(long, requires = "enable_worker")]
+    pub taint_control_plane: bool,
     /// Components not to run, comma separated (e.g. kube-scheduler).
     #[arg(long, value_delimiter = ',')]
     pub disable_components: Vec<String>,
@@ -90,7 +94,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
         InstallRole::Controller(c) => (
             Role::Controller,
             controller_args(
-                c.enable_worker,
+                c.worker(),
                 &c.disable_components,
                 c.token_file.is_some(),
                 &passthrough,
@@ -146,6 +150,16 @@ pub fn reload_systemd() {
         {
             Ok(status) if status.success() => {}
             _ => tracing::warn!("systemctl daemon-reload failed; run it before k0x start"),
+        }
+    }
+}
+
+impl ControllerArgs {
+    fn worker(&self) -> ControllerWorker {
+        match (self.enable_worker, self.taint_control_plane) {
+            (false, _) => ControllerWorker::No,
+            (true, false) => ControllerWorker::Untainted,
+            (true, true) => ControllerWorker::Tainted,
         }
     }
 }
