@@ -1,37 +1,53 @@
-//! Opt-in end to end: the whole node with the real kube-* binaries. `K0X_E2E_BINS=DIR` names a
-//! directory holding kube-apiserver, kube-scheduler, kube-controller-manager and kubelet (they
-//! cannot be downloaded where k0x is built, so they are brought by whoever runs this); the
-//! Debian etcd, containerd, runc, CNI plugins and kubectl are staged beside them. The node must
-//! become Ready and a busybox pod (image imported from a local tarball, imagePullPolicy Never;
-//! the sandbox image is a local busybox stand-in too) must reach Running and print to its log.
-//! Without K0X_E2E_BINS the test says that it did not run and why, and passes: it is the one
-//! test that does not run by default.
+//! End to end, by default: `k0x server --enable-worker` with the components built from source
+//! (see the harness: `K0X_COMPONENTS_DIR`, by default `target/components/<arch>`) and k0x's own
+//! pause program. The node must become Ready with the kubelet's version, take ordinary pods (no
+//! control-plane taint), import a busybox archive from `<data-dir>/images/` (a broken archive
+//! beside it is reported and skipped), run a Deployment of two replicas to Available, and answer
+//! `kubectl logs` and `kubectl exec` (the apiserver's calls to the kubelet). A user made with
+//! `k0x user create` is Forbidden until their group is bound to a role. Without the components
+//! the test is skipped, and fails in strict mode.
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::{IMAGE, KUBE_COMPONENTS, Node, stderr};
+use common::{Node, stderr};
 use nix::sys::signal::Signal;
 
-const PAUSE_IMAGE: &str = "k0x.test/pause:e2e";
-const POD: &str = "k0x-e2e-busybox";
-const POD_MESSAGE: &str = "hello from a k0x pod";
+const KUBE_VERSION: &str = "v1.34.4";
+const IMAGE: &str = "k0x.test/busybox:e2e";
+const DEPLOYMENT: &str = "k0x-e2e-busybox";
+const MESSAGE: &str = "hello from a k0x pod";
 
 fn kubectl(node: &Node, args: &[&str]) -> Output {
     node.k0x().arg("kubectl").args(args).output().unwrap()
 }
 
-/// Deletes the pod (so the CNI plugins remove its network) and the bridge they created.
-struct PodGuard<'a>(&'a Node);
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
 
-impl Drop for PodGuard<'_> {
+/// Deletes the Deployment and waits for its pods (so the CNI plugins remove their network), then
+/// the bridge they created.
+struct WorkloadGuard<'a>(&'a Node);
+
+impl Drop for WorkloadGuard<'_> {
     fn drop(&mut self) {
+        let node = self.0;
         let _ = kubectl(
-            self.0,
-            &["delete", "pod", POD, "--ignore-not-found", "--timeout=60s"],
+            node,
+            &["delete", "deployment", DEPLOYMENT, "--ignore-not-found"],
+        );
+        let _ = kubectl(
+            node,
+            &[
+                "wait",
+                "--for=delete",
+                "pod",
+                "-l",
+                &format!("app={DEPLOYMENT}"),
+                "--timeout=90s",
+            ],
         );
         let _ = Command::new("ip")
             .args(["link", "delete", k0x_node::cni::BRIDGE_NAME])
@@ -40,40 +56,177 @@ impl Drop for PodGuard<'_> {
     }
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+/// The test host's disk may be fuller than the kubelet's default eviction thresholds allow (it
+/// would then taint the node with disk-pressure): this node only needs a little room.
+fn relax_eviction(node: &Node) {
+    node.edit_config(
+        "  workerProfiles: []\n",
+        "  workerProfiles:\n  - name: default\n    values:\n      evictionHard: \
+         {\"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}\n",
+    );
+}
+
+/// The busybox image and a broken archive in `<data-dir>/images/`, imported at worker start.
+fn drop_archives(node: &Node, busybox: &std::path::Path) {
+    let images = node.layout().images();
+    std::fs::create_dir_all(&images).unwrap();
+    k0x_testkit::image::busybox_image(busybox, IMAGE, &images.join("busybox.tar")).unwrap();
+    std::fs::write(images.join("broken.tar"), "not an image").unwrap();
+}
+
+fn wait_node_ready(node: &Node) {
+    let ready = common::wait_until(|| {
+        let jsonpath = "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}";
+        stdout(&kubectl(node, &["get", "nodes", "-o", jsonpath])) == "True"
+    });
+    assert!(
+        ready,
+        "the node never became Ready: {}\n{}",
+        stdout(&kubectl(node, &["describe", "nodes"])),
+        node.log()
+    );
+}
+
+fn deployment_manifest() -> serde_json::Value {
+    let labels = serde_json::json!({ "app": DEPLOYMENT });
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": DEPLOYMENT, "namespace": "default" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": labels },
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": {
+                    "containers": [{
+                        "name": "busybox",
+                        "image": IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["/bin/sh", "-c", format!("echo {MESSAGE}; sleep 3600")],
+                    }],
+                },
+            },
+        },
+    })
+}
+
+fn run_deployment(node: &Node) {
+    let path = node.root.join("deployment.json");
+    std::fs::write(&path, deployment_manifest().to_string()).unwrap();
+    let apply = kubectl(node, &["apply", "-f", &path.display().to_string()]);
+    assert!(apply.status.success(), "apply: {}", stderr(&apply));
+    let available = kubectl(
+        node,
+        &[
+            "wait",
+            "--for=condition=Available",
+            &format!("deployment/{DEPLOYMENT}"),
+            "--timeout=120s",
+        ],
+    );
+    assert!(
+        available.status.success(),
+        "the Deployment never became Available: {}\n{}",
+        stderr(&available),
+        stdout(&kubectl(node, &["describe", "pods"]))
+    );
+    let ips = stdout(&kubectl(
+        node,
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("app={DEPLOYMENT}"),
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ],
+    ));
+    assert_eq!(
+        ips.split(' ')
+            .filter(|ip| ip.starts_with("10.244."))
+            .count(),
+        2,
+        "pod IPs: {ips}"
+    );
+}
+
+fn logs_and_exec_work(node: &Node) {
+    let target = format!("deployment/{DEPLOYMENT}");
+    let logs_ok =
+        common::wait_until(|| stdout(&kubectl(node, &["logs", &target])).contains(MESSAGE));
+    assert!(
+        logs_ok,
+        "kubectl logs: {}",
+        stderr(&kubectl(node, &["logs", &target]))
+    );
+    let exec = kubectl(node, &["exec", &target, "--", "echo", "exec-ok"]);
+    assert!(
+        exec.status.success() && stdout(&exec) == "exec-ok",
+        "kubectl exec: {}{}",
+        stdout(&exec),
+        stderr(&exec)
+    );
+}
+
+/// A `k0x user create` user in group dev is Forbidden until dev is bound to `view` (which grants
+/// namespaced reads such as pods, not nodes).
+fn group_binding_grants_access(node: &Node) {
+    let kubeconfig = node.root.join("demo.kubeconfig");
+    let create = node
+        .k0x()
+        .args(["user", "create", "demo", "--groups", "dev", "--output"])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    assert!(create.status.success(), "user create: {}", stderr(&create));
+    let as_demo = |args: &[&str]| {
+        Command::new(node.bin().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["get", "nodes"][..], &["get", "pods", "-n", "default"][..]] {
+        let denied = as_demo(args);
+        assert!(
+            !denied.status.success() && stderr(&denied).contains("Forbidden"),
+            "demo must be Forbidden for {args:?}: {}{}",
+            stdout(&denied),
+            stderr(&denied)
+        );
+    }
+    let bind = kubectl(
+        node,
+        &[
+            "create",
+            "clusterrolebinding",
+            "dev-view",
+            "--clusterrole=view",
+            "--group=dev",
+        ],
+    );
+    assert!(bind.status.success(), "bind: {}", stderr(&bind));
+    let allowed =
+        common::wait_until(|| as_demo(&["get", "pods", "-n", "default"]).status.success());
+    assert!(allowed, "demo still Forbidden after the binding");
 }
 
 #[test]
-fn node_becomes_ready_and_runs_a_pod() {
-    let Some(bins) = std::env::var_os("K0X_E2E_BINS").map(PathBuf::from) else {
-        // Written past the test harness's capture so a plain `cargo test` shows it.
-        let _ = writeln!(
-            std::io::stderr(),
-            "e2e: not run: K0X_E2E_BINS is not set (a directory with real kube-* binaries is needed)"
-        );
-        return;
-    };
-    let test = "node_becomes_ready_and_runs_a_pod";
+fn node_becomes_ready_and_runs_a_deployment() {
+    let test = "node_becomes_ready_and_runs_a_deployment";
     let Some(mut node) = Node::new(test) else {
         return;
     };
-    let Some(tools) = k0x_testkit::require_binaries(test, &["ctr", "busybox"]) else {
+    let Some(tools) = k0x_testkit::require_binaries(test, &["busybox"]) else {
         return;
     };
-    for name in KUBE_COMPONENTS {
-        let source = bins.join(name);
-        assert!(
-            source.is_file(),
-            "K0X_E2E_BINS={}: {name} is missing there",
-            bins.display()
-        );
-        std::fs::copy(&source, node.bin().join(name)).unwrap();
+    if !node.stage_kubernetes(test, env!("CARGO_TARGET_TMPDIR").as_ref()) {
+        return;
     }
-    node.edit_config(
-        "pause: registry.k8s.io/pause:3.10\n",
-        &format!("pause: {PAUSE_IMAGE}\n"),
-    );
+    relax_eviction(&node);
+    drop_archives(&node, &tools[0]);
 
     node.start(&["--enable-worker"]);
     node.wait_ready(&[
@@ -84,89 +237,28 @@ fn node_becomes_ready_and_runs_a_pod() {
         "containerd",
         "kubelet",
     ]);
-    for (tag, cmd) in [
-        (IMAGE, &["/bin/sh"][..]),
-        (PAUSE_IMAGE, &["/bin/sleep", "2147483647"][..]),
-    ] {
-        let tar = node
-            .root
-            .join(format!("{}.tar", tag.replace(['/', ':'], "_")));
-        k0x_testkit::image::busybox_image_with_cmd(&tools[1], tag, cmd, &tar).unwrap();
-        let import = Command::new(&tools[0])
-            .arg("--address")
-            .arg(node.run.join("containerd/containerd.sock"))
-            .args(["--namespace", "k8s.io", "images", "import"])
-            .arg(&tar)
-            .output()
-            .unwrap();
-        assert!(import.status.success(), "import {tag}: {}", stderr(&import));
-    }
-
-    let ready = common::wait_until(|| {
-        let out = kubectl(
-            &node,
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-        );
-        stdout(&out) == "True"
-    });
+    wait_node_ready(&node);
+    let log = node.log();
+    assert!(log.contains("pause image imported"), "{log}");
     assert!(
-        ready,
-        "the node never became Ready: {}\n{}",
-        stdout(&kubectl(&node, &["get", "nodes", "-o", "wide"])),
-        node.log()
+        log.lines()
+            .any(|l| l.contains("image archive not imported") && l.contains("broken.tar")),
+        "the broken archive must be reported: {log}"
     );
-
-    let pods = PodGuard(&node);
-    let manifest = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": POD, "namespace": "default" },
-        "spec": {
-            "containers": [{
-                "name": "busybox",
-                "image": IMAGE,
-                "imagePullPolicy": "Never",
-                "command": ["/bin/sh", "-c", format!("echo {POD_MESSAGE}; sleep 3600")],
-            }],
-        },
-    });
-    let manifest_path = node.root.join("pod.json");
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    let apply = kubectl(
+    let nodes = stdout(&kubectl(&node, &["get", "nodes"]));
+    assert!(nodes.contains(KUBE_VERSION), "kubectl get nodes: {nodes}");
+    let taints = stdout(&kubectl(
         &node,
-        &["apply", "-f", &manifest_path.display().to_string()],
-    );
-    assert!(apply.status.success(), "apply: {}", stderr(&apply));
-    let running = common::wait_until(|| {
-        let phase = kubectl(
-            &node,
-            &["get", "pod", POD, "-o", "jsonpath={.status.phase}"],
-        );
-        stdout(&phase) == "Running"
-    });
-    assert!(
-        running,
-        "the pod never ran: {}",
-        stdout(&kubectl(&node, &["describe", "pod", POD]))
-    );
-    let ip = stdout(&kubectl(
-        &node,
-        &["get", "pod", POD, "-o", "jsonpath={.status.podIP}"],
+        &["get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"],
     ));
-    assert!(
-        ip.starts_with("10.244."),
-        "pod IP {ip} outside 10.244.0.0/16"
-    );
-    let logs_ok =
-        common::wait_until(|| stdout(&kubectl(&node, &["logs", POD])).contains(POD_MESSAGE));
-    assert!(logs_ok, "the pod did not print its message");
+    assert_eq!(taints, "", "a controller+worker takes ordinary pods");
 
-    drop(pods);
+    let workload = WorkloadGuard(&node);
+    run_deployment(&node);
+    logs_and_exec_work(&node);
+    group_binding_grants_access(&node);
+
+    drop(workload);
     let exit = node.stop(Signal::SIGTERM);
     assert!(exit.success(), "k0x exited {exit}:\n{}", node.log());
     assert_eq!(node.marked_processes(), Vec::<u32>::new());

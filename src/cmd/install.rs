@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use k0x_config::ClusterConfig;
 use k0x_config::layout::DEFAULT_CONFIG_FILE;
 use k0x_host::install::{
-    Change, InstallRequest, Passthrough, controller_args, install, worker_args,
+    Change, ControllerWorker, InstallRequest, Passthrough, controller_args, install, worker_args,
 };
 use k0x_host::units::{InitSystem, Role};
 
@@ -33,6 +33,9 @@ pub struct ControllerArgs {
     /// Also run the worker components (containerd, kubelet) on this controller.
     #[arg(long)]
     pub enable_worker: bool,
+    /// With --enable-worker: register the node with the control-plane taint.
+    #[arg(long, requires = "enable_worker")]
+    pub taint_control_plane: bool,
     /// Components not to run, comma separated (e.g. kube-scheduler).
     #[arg(long, value_delimiter = ',')]
     pub disable_components: Vec<String>,
@@ -103,7 +106,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
             }
             .load()?;
             let args = controller_args(
-                c.enable_worker,
+                c.worker(),
                 &c.disable_components,
                 token.is_some(),
                 &passthrough,
@@ -181,6 +184,16 @@ pub fn reload_systemd() {
         {
             Ok(status) if status.success() => {}
             _ => tracing::warn!("systemctl daemon-reload failed; run it before k0x start"),
+        }
+    }
+}
+
+impl ControllerArgs {
+    fn worker(&self) -> ControllerWorker {
+        match (self.enable_worker, self.taint_control_plane) {
+            (false, _) => ControllerWorker::No,
+            (true, false) => ControllerWorker::Untainted,
+            (true, true) => ControllerWorker::Tainted,
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct ServerArgs {
     /// plane is not tainted.
     #[arg(long)]
     pub enable_worker: bool,
+    /// With --enable-worker: register the node with the control-plane taint
+    /// (node-role.kubernetes.io/control-plane:NoSchedule), so only pods that tolerate it run here.
+    #[arg(long, requires = "enable_worker")]
+    pub taint_control_plane: bool,
     /// Components not to run, comma separated (etcd, kube-apiserver, kube-scheduler,
     /// kube-controller-manager, containerd, kubelet).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
@@ -37,6 +41,7 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
     let role = Role {
         controller: true,
         worker: args.enable_worker,
+        taint_control_plane: args.taint_control_plane,
     };
     let token = NodeToken {
         argument: args.token.as_deref(),

@@ -59,7 +59,13 @@ fn run_create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<()> {
     }
     let server = match &args.server {
         Some(url) => url.clone(),
-        None => k0x_pki::public_api_url(&config, &k0x_pki::host_addresses()),
+        // The address the node advertises, not just any local one: once pods run, the pod
+        // bridge's address sorts first and is not in the apiserver's certificate.
+        None => {
+            let advertised = k0x_node::context::primary_address()
+                .map_or_else(|_| k0x_pki::host_addresses(), |ip| vec![ip]);
+            k0x_pki::public_api_url(&config, &advertised)
+        }
     };
     let groups: Vec<String> = args
         .groups

@@ -28,6 +28,7 @@ pub struct WorkerArgs {
 pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
     // The token is only needed for the first start; a joined worker restarts without one.
     let role = Role {
+        taint_control_plane: false,
         controller: false,
         worker: true,
     };

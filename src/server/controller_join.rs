@@ -150,6 +150,7 @@ mod tests {
             cni_bin_dir: data.bin(),
             cgroup_driver: k0x_node::CgroupDriver::Cgroupfs,
             swap_enabled: false,
+            oom_score_lowerable: true,
             resolv_conf: "/etc/resolv.conf".into(),
         }
     }

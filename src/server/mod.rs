@@ -3,8 +3,9 @@
 //! The flow is short on purpose; every step lives in the crate that owns it:
 //! lock the data dir (supervisor) -> check the host and etcd's free space (host) -> write the
 //! PKI or join (pki, join) -> render each component's files and spec (node) -> put the
-//! component binaries in place (assets) -> start them in order (supervisor) -> serve the admin
-//! socket -> wait for SIGTERM, SIGINT or SIGHUP -> stop in reverse order.
+//! component binaries in place (assets) -> start them in order (supervisor), the kubelet once
+//! the images its pods need are in containerd (node) -> serve the admin socket -> wait for
+//! SIGTERM, SIGINT or SIGHUP -> stop in reverse order.
 //!
 //! Every check that can fail runs before the payload is unpacked: a refused address, a failed
 //! join or a bad component setting must not leave 150 MiB of binaries behind.
@@ -23,7 +24,7 @@ use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
-use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig};
+use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig, SystemHost};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use controller_join::Promotion;
@@ -67,6 +68,7 @@ pub fn run(
     let (config, membership, promotion) = identity(config, &data, &run, &facts, options, &runtime)?;
     let mut ctx = NodeContext::new(config, data, run, facts);
     ctx.etcd_membership = membership;
+    ctx.taint_control_plane = options.role.taint_control_plane;
     let rendered = Plan::render(ctx, options)?;
     install_components(&rendered.ctx.data)?;
     let plan = rendered.prepare()?;
@@ -214,7 +216,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
 
     let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
-        result = supervisor.start(plan.specs.clone()) => Some(result),
+        result = start_components(&mut supervisor, &plan) => Some(result),
         _ = signals.recv() => None,
     };
     let outcome = match started {
@@ -230,7 +232,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
             }
             serve_until_signal(join_api, stopped(), &mut signals).await
         }
-        Some(Err(err)) => Err(err.into()),
+        Some(Err(err)) => Err(err),
         None => {
             tracing::info!("signal during start: stopping");
             Ok(())
@@ -244,6 +246,29 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let _ = admin_task.await;
     let _ = std::fs::remove_file(run.admin_socket());
     outcome
+}
+
+/// Starts every component in order; the kubelet only after the images are imported, since the
+/// first thing it asks containerd for is the sandbox image.
+async fn start_components(
+    supervisor: &mut Supervisor<SystemHost>,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let (first, later): (Vec<_>, Vec<_>) = plan
+        .specs
+        .iter()
+        .cloned()
+        .partition(|spec| spec.name != k0x_node::images::NEEDED_BY);
+    supervisor.start(first).await?;
+    if later.is_empty() {
+        return Ok(());
+    }
+    let ctx = plan.ctx.clone();
+    tokio::task::spawn_blocking(move || k0x_node::import_images(&ctx))
+        .await
+        .context("the image import task failed")??;
+    supervisor.start(later).await?;
+    Ok(())
 }
 
 /// Serves the join API (on controllers) until a stop signal.

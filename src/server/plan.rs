@@ -11,6 +11,8 @@ use super::ServerOptions;
 pub struct Role {
     pub controller: bool,
     pub worker: bool,
+    /// A controller+worker registered with the control-plane taint (`--taint-control-plane`).
+    pub taint_control_plane: bool,
 }
 
 impl Role {

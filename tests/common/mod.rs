@@ -1,6 +1,7 @@
 //! The harness of the `k0x server` integration tests: a scratch node (data dir, run dir, a config
-//! on free ports, the host's component binaries staged in `<data-dir>/bin` the way the payload
-//! puts them there), the built k0x binary run as a process, its status read with
+//! on free ports, the component binaries staged in `<data-dir>/bin` the way the payload puts them
+//! there: the ones built from source (`K0X_COMPONENTS_DIR`, by default the workspace's
+//! `target/components/<arch>`) where present, else the host's packages), the built k0x binary run as a process, its status read with
 //! `k0x status -o json`, and a guard that always ends the server, every process it marked and
 //! every mount below the scratch dir, also when a test fails half-way.
 //! Each test binary uses a subset.
@@ -21,7 +22,7 @@ use serde_json::Value;
 /// The k0x binary under test.
 pub const K0X: &str = env!("CARGO_BIN_EXE_k0x");
 
-/// Host binaries staged into `<data-dir>/bin` (from their Debian packages).
+/// Binaries staged into `<data-dir>/bin` by every node (built components, else host packages).
 pub const STAGED_BINARIES: &[&str] = &[
     "etcd",
     "containerd",
@@ -41,7 +42,7 @@ pub const CTR_NAMESPACE: &str = "k0x-test";
 /// Bounds a hung wait; nothing asserts on how long anything took.
 pub const LIMIT: Duration = Duration::from_secs(120);
 
-/// The components k0x cannot obtain on build machines.
+/// The components only the build from source provides, staged by [`Node::stage_kubernetes`].
 pub const KUBE_COMPONENTS: &[&str] = &[
     "kube-apiserver",
     "kube-scheduler",
@@ -123,6 +124,23 @@ impl Node {
         };
         node.write_config();
         Some(node)
+    }
+
+    /// Stages the Kubernetes components and k0x's static pause program (built below
+    /// `target_tmp`, the test's `CARGO_TARGET_TMPDIR`), as the payload will; false when the test
+    /// must be skipped (a failure in strict mode).
+    pub fn stage_kubernetes(&self, test: &str, target_tmp: &Path) -> bool {
+        // ctr: k0x imports images with it.
+        let names: Vec<&str> = KUBE_COMPONENTS.iter().copied().chain(["ctr"]).collect();
+        let Some(found) = k0x_testkit::require_binaries(test, &names) else {
+            return false;
+        };
+        for (name, path) in names.iter().zip(&found) {
+            fs::copy(path, self.bin().join(name)).unwrap();
+        }
+        let pause = k0x_testkit::pause::static_pause(target_tmp);
+        fs::copy(pause, self.bin().join("pause")).unwrap();
+        true
     }
 
     /// The default configuration from `k0x config create`, moved to this node's ports.

@@ -142,6 +142,11 @@ impl DataDir {
         self.root.join("manifests")
     }
 
+    /// Image archives (OCI or docker-archive `*.tar`) a worker imports into containerd at start.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
     /// Configuration files k0x renders for components (containerd, CNI, kubelet...).
     pub fn etc(&self) -> PathBuf {
         self.root.join("etc")

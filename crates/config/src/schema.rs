@@ -189,7 +189,9 @@ pub struct WorkerProfile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Images {
-    /// The pod sandbox ("pause") image containerd uses.
+    /// The pod sandbox ("pause") image containerd and the kubelet use. k0x builds and imports
+    /// the image itself when the reference is in k0x's own domain (the default), so no registry
+    /// is needed.
     pub pause: String,
     /// CoreDNS image.
     pub coredns: String,
@@ -198,7 +200,7 @@ pub struct Images {
 impl Default for Images {
     fn default() -> Self {
         Self {
-            pause: "registry.k8s.io/pause:3.10".to_owned(),
+            pause: "k0x.io/pause:3.10-k0x".to_owned(),
             coredns: "registry.k8s.io/coredns/coredns:v1.12.0".to_owned(),
         }
     }

@@ -392,7 +392,7 @@ fn check_images(spec: &Spec, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(
                 path,
                 format!("`{image}` is not an image reference"),
-                "write a reference such as registry.k8s.io/pause:3.10",
+                "write a reference such as k0x.io/pause:3.10-k0x",
             ));
         }
     }

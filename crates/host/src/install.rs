@@ -68,17 +68,30 @@ impl Passthrough {
     }
 }
 
+/// Whether a controller unit also runs the worker components, and with which taint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControllerWorker {
+    No,
+    /// `--enable-worker`: the node takes ordinary pods.
+    Untainted,
+    /// `--enable-worker --taint-control-plane`.
+    Tainted,
+}
+
 /// The arguments of `k0x server` as the controller unit runs it; `joins` adds the token file of
 /// a controller that joins an existing cluster.
 pub fn controller_args(
-    enable_worker: bool,
+    worker: ControllerWorker,
     disable_components: &[String],
     joins: bool,
     passthrough: &Passthrough,
 ) -> Vec<String> {
     let mut args = vec!["server".to_owned()];
-    if enable_worker {
+    if worker != ControllerWorker::No {
         args.push("--enable-worker".into());
+    }
+    if worker == ControllerWorker::Tainted {
+        args.push("--taint-control-plane".into());
     }
     if joins {
         args.push("--token-file".into());
@@ -281,7 +294,7 @@ mod tests {
         );
         assert_eq!(
             controller_args(
-                true,
+                ControllerWorker::Untainted,
                 &["etcd".into(), "kube-scheduler".into()],
                 false,
                 &pass
@@ -298,13 +311,26 @@ mod tests {
     }
 
     #[test]
+    fn a_tainted_worker_carries_both_flags() {
+        assert_eq!(
+            controller_args(
+                ControllerWorker::Tainted,
+                &[],
+                false,
+                &Passthrough::default()
+            ),
+            ["server", "--enable-worker", "--taint-control-plane"]
+        );
+    }
+
+    #[test]
     fn no_host_fixes_is_carried_into_both_units() {
         let pass = Passthrough {
             no_host_fixes: true,
             ..Passthrough::default()
         };
         assert_eq!(
-            controller_args(false, &[], false, &pass),
+            controller_args(ControllerWorker::No, &[], false, &pass),
             ["server", "--no-host-fixes"]
         );
         assert_eq!(
@@ -381,7 +407,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let request = InstallRequest {
             role: Role::Controller,
-            args: controller_args(false, &[], true, &Passthrough::default()),
+            args: controller_args(ControllerWorker::No, &[], true, &Passthrough::default()),
             ..worker_request(root.path(), "k0x1.ctl")
         };
         install(&request).unwrap();

@@ -1,8 +1,10 @@
 //! containerd with a k0x-owned configuration, socket, root and state, so a containerd the host
 //! already runs is never disturbed.
 //!
-//! The configuration is format version 2: containerd 1.6/1.7 read it natively and 2.x migrates
-//! it on load, so one file works across the versions a host or the payload may carry. Users add
+//! The configuration is format version 3, containerd 2.x's own (the payload carries 2.1; a version
+//! 2 file would be migrated at every start, with a warning). The sandbox image is pinned there
+//! (`pinned_images.sandbox`), so image garbage collection never removes it; it is the same
+//! reference k0x imports its pause image under (`spec.images.pause`). Users add
 //! settings as `*.toml` drop-ins instead of editing a file k0x rewrites at every start. k0x merges
 //! them itself, deeply and in file-name order: containerd's own `imports` replaces a whole plugin
 //! section, so a drop-in that sets one CRI option would silently drop k0x's socket, runc and CNI
@@ -21,6 +23,9 @@ use crate::files::{DirSpec, RenderedFile};
 use crate::{Component, NodeContext, NodeError, paths};
 
 pub(crate) const NAME: &str = "containerd";
+
+/// The configuration format k0x writes, and the only one drop-ins may declare.
+const CONFIG_VERSION: i64 = 3;
 
 #[derive(Debug)]
 pub(crate) struct Containerd;
@@ -48,7 +53,8 @@ fn toml_str(value: impl std::fmt::Display) -> String {
 fn render_config(ctx: &NodeContext) -> String {
     let data = &ctx.data;
     let run = &ctx.run;
-    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    let images = "plugins.'io.containerd.cri.v1.images'";
+    let runtime = "plugins.'io.containerd.cri.v1.runtime'";
     let conf_template = match cni::cni_setup(ctx) {
         CniSetup::Bridge { template } => {
             format!("    conf_template = {}\n", toml_str(template.display()))
@@ -56,7 +62,7 @@ fn render_config(ctx: &NodeContext) -> String {
         CniSetup::External { .. } => String::new(),
     };
     format!(
-        "version = 2\n\
+        "version = {CONFIG_VERSION}\n\
          root = {root}\n\
          state = {state}\n\
          \n\
@@ -64,37 +70,41 @@ fn render_config(ctx: &NodeContext) -> String {
          \x20 address = {socket}\n\
          \n\
          [plugins]\n\
-         \x20 [plugins.\"io.containerd.internal.v1.opt\"]\n\
+         \x20 [plugins.'io.containerd.internal.v1.opt']\n\
          \x20   path = {opt}\n\
-         \x20 [{cri}]\n\
-         \x20   sandbox_image = {pause}\n\
-         \x20   stream_server_address = \"127.0.0.1\"\n\
+         \x20 [plugins.'io.containerd.grpc.v1.cri']\n\
+         \x20   stream_server_address = '127.0.0.1'\n\
+         \x20 [{images}.pinned_images]\n\
+         \x20   sandbox = {pause}\n\
+         \x20 [{images}.registry]\n\
+         \x20   config_path = {registry_hosts}\n\
+         \x20 [{runtime}]\n\
          \x20   netns_mounts_under_state_dir = true\n\
-         \x20   [{cri}.containerd]\n\
-         \x20     default_runtime_name = \"runc\"\n\
-         \x20     [{cri}.containerd.runtimes.runc]\n\
-         \x20       runtime_type = \"io.containerd.runc.v2\"\n\
-         \x20       [{cri}.containerd.runtimes.runc.options]\n\
+         \x20   restrict_oom_score_adj = {restrict_oom}\n\
+         \x20   [{runtime}.containerd]\n\
+         \x20     default_runtime_name = 'runc'\n\
+         \x20     [{runtime}.containerd.runtimes.runc]\n\
+         \x20       runtime_type = 'io.containerd.runc.v2'\n\
+         \x20       [{runtime}.containerd.runtimes.runc.options]\n\
          \x20         BinaryName = {runc}\n\
          \x20         Root = {runc_root}\n\
          \x20         SystemdCgroup = {systemd}\n\
-         \x20   [{cri}.cni]\n\
-         \x20     bin_dir = {cni_bin}\n\
+         \x20   [{runtime}.cni]\n\
+         \x20     bin_dirs = [{cni_bin}]\n\
          \x20     conf_dir = {cni_conf}\n\
-         {conf_template}\
-         \x20   [{cri}.registry]\n\
-         \x20     config_path = {registry_hosts}\n",
+         {conf_template}",
         root = toml_str(data.containerd().display()),
         state = toml_str(paths::containerd_state(run).display()),
         socket = toml_str(run.containerd_socket().display()),
         opt = toml_str(data.containerd().join("opt").display()),
         pause = toml_str(&ctx.config.spec.images.pause),
+        registry_hosts = toml_str(paths::containerd_registry_hosts(data).display()),
+        restrict_oom = !ctx.node.oom_score_lowerable,
         runc = toml_str(ctx.node.binary("runc").display()),
         runc_root = toml_str(paths::runc_root(run).display()),
         systemd = ctx.node.cgroup_driver.systemd_cgroup(),
         cni_bin = toml_str(ctx.node.cni_bin_dir.display()),
         cni_conf = toml_str(paths::cni_conf_dir(data).display()),
-        registry_hosts = toml_str(paths::containerd_registry_hosts(data).display()),
     )
 }
 
@@ -120,7 +130,7 @@ fn drop_ins(ctx: &NodeContext) -> Result<Vec<PathBuf>, NodeError> {
     Ok(files)
 }
 
-/// Parses one drop-in; its `version`, when present, must be 2 like the generated file.
+/// Parses one drop-in; its `version`, when present, must be the generated file's.
 fn parse_drop_in(path: &Path) -> Result<toml::Table, NodeError> {
     let fail = |reason: String| NodeError::DropIn {
         path: path.to_path_buf(),
@@ -134,8 +144,11 @@ fn parse_drop_in(path: &Path) -> Result<toml::Table, NodeError> {
         fail(format!("not valid TOML at line {line}: {}", e.message()))
     })?;
     match table.remove("version") {
-        None | Some(toml::Value::Integer(2)) => Ok(table),
-        Some(other) => Err(fail(format!("has version = {other}, k0x writes version 2"))),
+        None => Ok(table),
+        Some(toml::Value::Integer(CONFIG_VERSION)) => Ok(table),
+        Some(other) => Err(fail(format!(
+            "has version = {other}, k0x writes version {CONFIG_VERSION}"
+        ))),
     }
 }
 
@@ -242,12 +255,13 @@ mod tests {
         let mut ctx = context();
         ctx.node.cgroup_driver = CgroupDriver::Systemd;
         let text = render_config(&ctx);
-        assert!(text.contains("version = 2\n"));
+        assert!(text.starts_with("version = 3\n"));
         assert!(text.contains("address = \"/run/k0x/containerd/containerd.sock\""));
         assert!(text.contains("root = \"/var/lib/k0x/containerd\""));
         assert!(text.contains("BinaryName = \"/var/lib/k0x/bin/runc\""));
         assert!(text.contains("SystemdCgroup = true"));
-        assert!(text.contains("sandbox_image = \"registry.k8s.io/pause:3.10\""));
+        assert!(text.contains("sandbox = \"k0x.io/pause:3.10-k0x\""));
+        assert!(text.contains("restrict_oom_score_adj = false"));
         assert!(!text.contains("imports"), "k0x merges drop-ins itself");
         assert!(text.contains("conf_template = "));
     }
@@ -268,25 +282,26 @@ mod tests {
         ctx.data = k0x_config::DataDir::new(tmp.path());
         let dir = paths::containerd_imports(&ctx.data);
         fs::create_dir_all(&dir).unwrap();
-        let cri = "[plugins.\"io.containerd.grpc.v1.cri\"]";
+        let images = "[plugins.'io.containerd.cri.v1.images']";
         fs::write(
             dir.join("20-b.toml"),
-            format!("{cri}\nmax_concurrent_downloads = 9\n"),
+            format!("{images}\nmax_concurrent_downloads = 9\n"),
         )
         .unwrap();
         fs::write(
             dir.join("10-a.toml"),
-            format!("version = 2\n{cri}\nmax_concurrent_downloads = 4\n"),
+            format!("version = 3\n{images}\nmax_concurrent_downloads = 4\n"),
         )
         .unwrap();
         fs::write(dir.join("notes.txt"), "ignored").unwrap();
         let merged: toml::Table = containerd_config(&ctx).unwrap().parse().unwrap();
-        let cri = &merged["plugins"]["io.containerd.grpc.v1.cri"];
-        assert_eq!(cri["max_concurrent_downloads"].as_integer(), Some(9));
+        let images = &merged["plugins"]["io.containerd.cri.v1.images"];
+        assert_eq!(images["max_concurrent_downloads"].as_integer(), Some(9));
         assert_eq!(
-            cri["sandbox_image"].as_str(),
-            Some("registry.k8s.io/pause:3.10")
+            images["pinned_images"]["sandbox"].as_str(),
+            Some("k0x.io/pause:3.10-k0x")
         );
+        let cri = &merged["plugins"]["io.containerd.cri.v1.runtime"];
         let runc = &cri["containerd"]["runtimes"]["runc"]["options"];
         assert_eq!(runc["BinaryName"].as_str(), Some("/var/lib/k0x/bin/runc"));
         assert_eq!(runc["Root"].as_str(), Some("/run/k0x/containerd/runc"));
@@ -301,12 +316,15 @@ mod tests {
         ctx.data = k0x_config::DataDir::new(tmp.path());
         let dir = paths::containerd_imports(&ctx.data);
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("bad.toml"), "version = 2\n[plugins\nx = 1\n").unwrap();
+        fs::write(dir.join("bad.toml"), "version = 3\n[plugins\nx = 1\n").unwrap();
         let err = containerd_config(&ctx).unwrap_err().to_string();
         assert!(err.contains("bad.toml: not valid TOML at line 2"), "{err}");
-        fs::write(dir.join("bad.toml"), "version = 3\n").unwrap();
+        fs::write(dir.join("bad.toml"), "version = 2\n").unwrap();
         let err = containerd_config(&ctx).unwrap_err().to_string();
-        assert!(err.contains("has version = 3"), "{err}");
+        assert!(
+            err.contains("has version = 2, k0x writes version 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct NodeFacts {
     pub cgroup_driver: CgroupDriver,
     /// True when swap is active (the kubelet must then be told to tolerate it).
     pub swap_enabled: bool,
+    /// False where even root may not lower an oom_score_adj (some sandboxed or unprivileged
+    /// hosts): containerd must then clamp the kubelet's negative scores for sandboxes, or no pod
+    /// starts (runc fails writing `/proc/self/oom_score_adj`).
+    pub oom_score_lowerable: bool,
     /// The resolv.conf pods inherit (systemd-resolved's upstream file when the host uses the
     /// 127.0.0.53 stub, which would loop inside pods).
     pub resolv_conf: PathBuf,
@@ -49,6 +53,7 @@ impl NodeFacts {
             cni_bin_dir: data.bin(),
             cgroup_driver: CgroupDriver::detect(),
             swap_enabled: swap_enabled(),
+            oom_score_lowerable: oom_score_lowerable(),
             resolv_conf: resolv_conf(),
         })
     }
@@ -81,6 +86,8 @@ pub struct NodeContext {
     /// The worker profile (`spec.workerProfiles[].name`) applied to the kubelet; `None` applies a
     /// profile named `default` when one exists.
     pub worker_profile: Option<String>,
+    /// A node that also runs the control plane registers with the control-plane taint.
+    pub taint_control_plane: bool,
 }
 
 impl NodeContext {
@@ -93,6 +100,7 @@ impl NodeContext {
             node,
             etcd_membership: EtcdMembership::New,
             worker_profile: None,
+            taint_control_plane: false,
         }
     }
 
@@ -142,8 +150,9 @@ fn valid_node_name(name: &str) -> Result<String, NodeError> {
 }
 
 /// The IPv4 address of the interface that carries the default route, else the first global
-/// IPv4 address. Reads kernel tables only; sends nothing.
-fn primary_address() -> Result<IpAddr, NodeError> {
+/// IPv4 address: what the node advertises and kubeconfigs name. Reads kernel tables only;
+/// sends nothing.
+pub fn primary_address() -> Result<IpAddr, NodeError> {
     let default_iface = fs::read_to_string("/proc/net/route")
         .ok()
         .and_then(|routes| default_route_interface(&routes));
@@ -184,6 +193,26 @@ fn default_route_interface(routes: &str) -> Option<String> {
 /// True when `/proc/swaps` lists an active swap area.
 fn swap_enabled() -> bool {
     fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().skip(1).any(|l| !l.trim().is_empty()))
+}
+
+/// Whether this process may lower its oom_score_adj, tried by lowering it by one and putting it
+/// back (raising is always allowed).
+fn oom_score_lowerable() -> bool {
+    let path = Path::new("/proc/self/oom_score_adj");
+    let Some(current) = fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return true;
+    };
+    if current <= -1000 {
+        return true;
+    }
+    let lowered = fs::write(path, (current - 1).to_string()).is_ok();
+    if lowered {
+        let _ = fs::write(path, current.to_string());
+    }
+    lowered
 }
 
 fn resolv_conf() -> PathBuf {
@@ -275,6 +304,7 @@ mod tests {
             cni_bin_dir: "/d/bin".into(),
             cgroup_driver: CgroupDriver::Cgroupfs,
             swap_enabled: false,
+            oom_score_lowerable: true,
             resolv_conf: "/etc/resolv.conf".into(),
         }
     }

@@ -38,8 +38,13 @@ pub enum NodeError {
         reason: &'static str,
     },
 
-    #[error("{}: {reason}; fix the file or remove it (containerd drop-ins use config version 2)", path.display())]
+    #[error("{}: {reason}; fix the file or remove it (containerd drop-ins use config version 3)", path.display())]
     DropIn { path: PathBuf, reason: String },
+
+    #[error(
+        "image {reference}: {reason}; check that the bin dir holds pause and ctr and that containerd runs"
+    )]
+    Image { reference: String, reason: String },
 
     #[error("cannot detect {what}: {reason}; {hint}")]
     HostDetection {

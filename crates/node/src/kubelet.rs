@@ -3,8 +3,9 @@
 //!
 //! The node is registered without taints, also when it runs the control plane: a single k0x
 //! node is meant to run workloads, which the kubeadm guides only reach with a manual untaint.
-//! Whoever wants a dedicated control plane adds the taint with a worker profile
-//! (`registerWithTaints`) or kubectl.
+//! Whoever wants the control plane kept free of ordinary pods starts it with
+//! `--taint-control-plane` (kubeadm's taint, `registerWithTaints`); a worker profile may set
+//! other taints.
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::files::{DirSpec, RenderedFile};
 use crate::{Component, NodeContext, NodeError, containerd, net, paths};
 
 pub(crate) const NAME: &str = "kubelet";
+
+/// The taint kubeadm puts on control-plane nodes.
+const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
 /// Where the kubelet answers health checks (plain HTTP, loopback only).
 const HEALTHZ_PORT: u16 = 10248;
@@ -49,6 +53,10 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
         "resolvConf": ctx.node.resolv_conf,
         "tlsMinVersion": "VersionTLS12",
     });
+    if ctx.taint_control_plane {
+        config["registerWithTaints"] =
+            json!([{ "key": CONTROL_PLANE_TAINT, "effect": "NoSchedule" }]);
+    }
     if ctx.node.swap_enabled {
         // Swap is on: run anyway, and keep workloads out of it (they get no swap).
         config["failSwapOn"] = json!(false);
@@ -195,6 +203,17 @@ mod tests {
         assert_eq!(config["memorySwap"]["swapBehavior"], "NoSwap");
         assert!(config.get("registerWithTaints").is_none());
         assert!(config.get("staticPodPath").is_none());
+    }
+
+    #[test]
+    fn control_plane_taint_only_when_asked() {
+        let mut ctx = context();
+        ctx.taint_control_plane = true;
+        let config = kubelet_config(&ctx).unwrap();
+        assert_eq!(
+            config["registerWithTaints"],
+            json!([{ "key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule" }])
+        );
     }
 
     #[test]

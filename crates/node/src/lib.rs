@@ -49,6 +49,7 @@ mod controller_manager;
 mod error;
 mod etcd;
 mod files;
+pub mod images;
 mod kubelet;
 pub mod net;
 pub mod paths;
@@ -63,6 +64,7 @@ pub use component::{
 pub use context::{EtcdMembership, NodeContext, NodeFacts};
 pub use error::NodeError;
 pub use files::{DirSpec, RenderedFile};
+pub use images::import_images;
 
 pub use apiserver::service_account_issuer;
 pub use containerd::containerd_config;
@@ -84,6 +86,7 @@ mod test_support {
             cni_bin_dir: "/var/lib/k0x/bin".into(),
             cgroup_driver: CgroupDriver::Cgroupfs,
             swap_enabled: false,
+            oom_score_lowerable: true,
             resolv_conf: "/etc/resolv.conf".into(),
         };
         NodeContext::new(

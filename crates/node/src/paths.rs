@@ -60,3 +60,8 @@ pub fn kubelet_config(data: &DataDir) -> PathBuf {
 pub fn kubelet_cert_dir(data: &DataDir) -> PathBuf {
     data.kubelet().join("pki")
 }
+
+/// The archives of the images k0x builds itself (the pause image), rewritten at every start.
+pub fn built_images(data: &DataDir) -> PathBuf {
+    data.containerd().join("k0x-images")
+}

@@ -148,7 +148,7 @@ fn containerd_merges_generated_config_with_drop_ins() {
     fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
     fs::write(
         &drop_in,
-        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  max_concurrent_downloads = 7\n",
+        "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  max_concurrent_downloads = 7\n",
     )
     .unwrap();
     let spec = containerd_spec(&ctx);
@@ -167,9 +167,10 @@ fn containerd_merges_generated_config_with_drop_ins() {
         text.contains("max_concurrent_downloads = 7"),
         "drop-in not merged:\n{text}"
     );
-    let socket = format!("address = \"{}\"", ctx.run.containerd_socket().display());
+    // containerd 2.x dumps TOML literal strings.
+    let socket = format!("address = '{}'", ctx.run.containerd_socket().display());
     assert!(text.contains(&socket), "socket not k0x-owned:\n{text}");
-    let runc = format!("BinaryName = \"{}\"", ctx.node.binary("runc").display());
+    let runc = format!("BinaryName = '{}'", ctx.node.binary("runc").display());
     assert!(text.contains(&runc), "runc not from the bin dir:\n{text}");
     let systemd = format!(
         "SystemdCgroup = {}",
@@ -180,7 +181,7 @@ fn containerd_merges_generated_config_with_drop_ins() {
         "cgroup driver not applied:\n{text}"
     );
     // State that would otherwise land in host-wide paths stays under k0x's run dir.
-    let runc_root = format!("Root = \"{}\"", paths::runc_root(&ctx.run).display());
+    let runc_root = format!("Root = '{}'", paths::runc_root(&ctx.run).display());
     assert!(
         text.contains(&runc_root),
         "runc state outside the run dir:\n{text}"

@@ -38,12 +38,35 @@ pub fn require_root(test: &str) -> bool {
     prerequisite(nix::unistd::geteuid().is_root(), test, "needs root")
 }
 
-/// Finds `name` on PATH (plus the sbin directories and the Debian CNI directory).
+/// The directory of the components built from source (`embedded-bins/build`): `K0X_COMPONENTS_DIR`
+/// when set, else the workspace's `target/components/<arch>` when it exists.
+pub fn components_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("K0X_COMPONENTS_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/components")
+        .join(arch);
+    dir.is_dir().then_some(dir)
+}
+
+/// Finds `name` among the built components first (the versions k0x ships), then on PATH (plus
+/// the sbin directories and the Debian CNI directory).
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
+    let host_dirs = path
+        .split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/lib/cni", "/opt/cni/bin"])
-        .map(|dir| PathBuf::from(dir).join(name))
+        .map(PathBuf::from);
+    components_dir()
+        .into_iter()
+        .chain(host_dirs)
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
 
@@ -57,7 +80,7 @@ pub fn require_binaries(test: &str, names: &[&str]) -> Option<Vec<PathBuf>> {
         .map(|(n, _)| *n)
         .collect();
     let why = format!(
-        "missing host binaries: {} (run scripts/setup-packages.sh)",
+        "missing binaries: {} (run embedded-bins/build or set K0X_COMPONENTS_DIR; scripts/setup-packages.sh for host tools)",
         missing.join(", ")
     );
     prerequisite(missing.is_empty(), test, &why).then(|| found.into_iter().flatten().collect())

@@ -20,6 +20,7 @@ pub fn context(root: &Path, name: &str, address: &str, bin: &Path) -> NodeContex
         cni_bin_dir: bin.to_path_buf(),
         cgroup_driver: CgroupDriver::detect(),
         swap_enabled: false,
+        oom_score_lowerable: true,
         resolv_conf: "/etc/resolv.conf".into(),
     };
     let data = DataDir::new(root.join("data"));
