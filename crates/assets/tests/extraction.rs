@@ -26,7 +26,8 @@ fn prerequisites(test: &str) -> Option<()> {
         .map(|_| ())
 }
 
-/// Stages `only` from the host (after `dirs`) into `out` at a fast zstd level.
+/// Stages `only` from `dirs`, then where [`host`] finds binaries (the built components first),
+/// into `out` at a fast zstd level.
 fn stage(out: &Path, only: &str, dirs: &[&Path]) -> PathBuf {
     let status = Command::new("bash")
         .arg(stage_script())
@@ -34,6 +35,7 @@ fn stage(out: &Path, only: &str, dirs: &[&Path]) -> PathBuf {
         .arg(out)
         .arg("--from-system")
         .args(dirs)
+        .args(k0x_testkit::components_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
