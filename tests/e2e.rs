@@ -247,11 +247,19 @@ fn node_becomes_ready_and_runs_a_deployment() {
     );
     let nodes = stdout(&kubectl(&node, &["get", "nodes"]));
     assert!(nodes.contains(KUBE_VERSION), "kubectl get nodes: {nodes}");
-    let taints = stdout(&kubectl(
-        &node,
-        &["get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"],
-    ));
-    assert_eq!(taints, "", "a controller+worker takes ordinary pods");
+    // The node lifecycle controller lifts node.kubernetes.io/not-ready a moment after Ready;
+    // no other taint may stay.
+    let taints = || {
+        stdout(&kubectl(
+            &node,
+            &["get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"],
+        ))
+    };
+    assert!(
+        common::wait_until(|| taints().is_empty()),
+        "a controller+worker takes ordinary pods, but the node has taints {}",
+        taints()
+    );
 
     let workload = WorkloadGuard(&node);
     run_deployment(&node);
