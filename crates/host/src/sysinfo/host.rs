@@ -2,7 +2,6 @@
 //! and against this machine through [`RealHost`].
 
 use std::io;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
@@ -15,7 +14,7 @@ pub trait Host {
     fn exists(&self, path: &str) -> bool;
     /// Finds an executable in `extra_dir` (the data dir's `bin/`) or on PATH.
     fn find_binary(&self, name: &str, extra_dir: &Path) -> Option<PathBuf>;
-    /// True when a TCP listener cannot bind `port` on all addresses because it is taken.
+    /// True when a socket of this network namespace listens on TCP `port` (any address).
     fn port_in_use(&self, port: u16) -> io::Result<bool>;
     /// True when the filesystem holding `path` (or its nearest existing parent) is mounted noexec.
     fn noexec(&self, path: &Path) -> io::Result<bool>;
@@ -55,10 +54,11 @@ impl Host for RealHost {
     }
 
     fn port_in_use(&self, port: u16) -> io::Result<bool> {
-        match TcpListener::bind(("0.0.0.0", port)) {
-            Ok(_) => Ok(false),
-            Err(err) if err.kind() == io::ErrorKind::AddrInUse => Ok(true),
-            Err(err) => Err(err),
+        // Read, not probed with bind(): a probe holds the port for a moment, and two servers
+        // starting at once would each see the other's probe as a listener.
+        match ["/proc/net/tcp", "/proc/net/tcp6"].map(std::fs::read_to_string) {
+            [Err(err), Err(_)] => Err(err),
+            tables => Ok(tables.iter().flatten().any(|table| listens_on(table, port))),
         }
     }
 
@@ -107,8 +107,52 @@ impl Host for RealHost {
     }
 }
 
+/// True when a `/proc/net/tcp`-format table has a socket in LISTEN state on `port`.
+fn listens_on(table: &str, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let local_port = fields
+            .next()
+            .and_then(|local| local.rsplit_once(':'))
+            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+        let state = fields.nth(1);
+        local_port == Some(port) && state == Some(LISTEN)
+    })
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listens_on;
+
+    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:2831 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:2833 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+";
+
+    #[test]
+    fn only_listening_sockets_count() {
+        assert!(listens_on(TABLE, 10289));
+        assert!(
+            !listens_on(TABLE, 10291),
+            "an established connection is not a listener"
+        );
+        assert!(
+            !listens_on(TABLE, 40000),
+            "a remote port is not a local one"
+        );
+        assert!(!listens_on("", 10289));
+    }
+
+    #[test]
+    fn ipv6_addresses_parse() {
+        let table = "header\n   0: 00000000000000000000000000000000:0A2A 00000000000000000000000000000000:0000 0A x\n";
+        assert!(listens_on(table, 2602));
+    }
 }
