@@ -80,6 +80,8 @@ pub struct Node {
     pub config: PathBuf,
     pub ports: Ports,
     server: Option<Child>,
+    /// Held once Kubernetes is staged: its components listen on fixed ports.
+    fixed_ports: Option<k0x_testkit::FixedPortsLock>,
     /// Dropped last: the directory goes only after processes and mounts are gone.
     _tmp: tempfile::TempDir,
 }
@@ -120,6 +122,7 @@ impl Node {
             ports: Ports::pick(),
             root,
             server: None,
+            fixed_ports: None,
             _tmp: tmp,
         };
         node.write_config();
@@ -129,7 +132,7 @@ impl Node {
     /// Stages the Kubernetes components and k0x's static pause program (built below
     /// `target_tmp`, the test's `CARGO_TARGET_TMPDIR`), as the payload will; false when the test
     /// must be skipped (a failure in strict mode).
-    pub fn stage_kubernetes(&self, test: &str, target_tmp: &Path) -> bool {
+    pub fn stage_kubernetes(&mut self, test: &str, target_tmp: &Path) -> bool {
         // ctr: k0x imports images with it.
         let names: Vec<&str> = KUBE_COMPONENTS.iter().copied().chain(["ctr"]).collect();
         let Some(found) = k0x_testkit::require_binaries(test, &names) else {
@@ -140,6 +143,7 @@ impl Node {
         }
         let pause = k0x_testkit::pause::static_pause(target_tmp);
         fs::copy(pause, self.bin().join("pause")).unwrap();
+        self.fixed_ports = Some(k0x_testkit::lock_fixed_ports());
         true
     }
 

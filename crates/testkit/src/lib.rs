@@ -124,3 +124,23 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Held while a test runs components on fixed host ports (the kubelet's 10250, the scheduler's
+/// and controller-manager's 10259 and 10257, kube-proxy's): one such node per machine at a time,
+/// across test binaries and checkouts.
+#[derive(Debug)]
+pub struct FixedPortsLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// Waits for [`FixedPortsLock`]; the lock goes with the process, so a killed test never keeps it.
+pub fn lock_fixed_ports() -> FixedPortsLock {
+    let path = std::env::temp_dir().join("k0x-tests-fixed-ports.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
+    FixedPortsLock(lock)
+}
