@@ -48,6 +48,7 @@ pub const KUBE_COMPONENTS: &[&str] = &[
     "kube-scheduler",
     "kube-controller-manager",
     "kubelet",
+    "kube-proxy",
 ];
 
 /// The ports this node listens on, chosen free so concurrent tests never clash.

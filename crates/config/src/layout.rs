@@ -53,6 +53,8 @@ pub mod pki_names {
     pub const SCHEDULER: &str = "scheduler";
     pub const CONTROLLER_MANAGER: &str = "controller-manager";
     pub const KUBELET: &str = "kubelet";
+    /// kube-proxy's kubeconfig (CN=system:kube-proxy, bound to `system:node-proxier` upstream).
+    pub const KUBE_PROXY: &str = "kube-proxy";
 }
 
 /// The persistent state of a node: binaries, PKI, etcd data, worker state.

@@ -21,6 +21,7 @@ pub const COMPONENTS: &[&str] = &[
     "kube-controller-manager",
     "containerd",
     "kubelet",
+    "kube-proxy",
 ];
 
 /// Host bits the service CIDR needs at least: 16 addresses hold the network address, the

@@ -6,7 +6,9 @@ use k0x_supervisor::Spec;
 
 use crate::files::{DirSpec, RenderedFile};
 use crate::scheduler;
-use crate::{NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, kubelet};
+use crate::{
+    NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, kube_proxy, kubelet,
+};
 
 /// One supervised component: what it needs on disk and how to run it.
 pub trait Component: fmt::Debug + Send + Sync {
@@ -45,6 +47,7 @@ pub const ALL_COMPONENTS: &[&str] = &[
     controller_manager::NAME,
     containerd::NAME,
     kubelet::NAME,
+    kube_proxy::NAME,
 ];
 
 /// The control plane: etcd, kube-apiserver, kube-scheduler, kube-controller-manager.
@@ -57,9 +60,13 @@ pub fn controller_components() -> Vec<Box<dyn Component>> {
     ]
 }
 
-/// A worker: containerd (with the CNI setup) and the kubelet.
+/// A worker: containerd (with the CNI setup), the kubelet and kube-proxy.
 pub fn worker_components() -> Vec<Box<dyn Component>> {
-    vec![Box::new(containerd::Containerd), Box::new(kubelet::Kubelet)]
+    vec![
+        Box::new(containerd::Containerd),
+        Box::new(kubelet::Kubelet),
+        Box::new(kube_proxy::KubeProxy),
+    ]
 }
 
 /// Removes the components named in `--disable-components`. Names are checked against every

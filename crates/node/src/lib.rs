@@ -50,6 +50,7 @@ mod error;
 mod etcd;
 mod files;
 pub mod images;
+mod kube_proxy;
 mod kubelet;
 pub mod net;
 pub mod paths;
@@ -69,6 +70,7 @@ pub use images::import_images;
 pub use apiserver::service_account_issuer;
 pub use containerd::containerd_config;
 pub use etcd::{client_url as etcd_client_url, peer_url as etcd_peer_url};
+pub use kube_proxy::kube_proxy_config;
 pub use kubelet::kubelet_config;
 
 #[cfg(test)]

@@ -56,6 +56,11 @@ pub fn kubelet_config(data: &DataDir) -> PathBuf {
     data.etc().join("kubelet").join("config.yaml")
 }
 
+/// The rendered KubeProxyConfiguration.
+pub fn kube_proxy_config(data: &DataDir) -> PathBuf {
+    data.etc().join("kube-proxy").join("config.yaml")
+}
+
 /// Where the kubelet keeps its rotated client and serving certificates.
 pub fn kubelet_cert_dir(data: &DataDir) -> PathBuf {
     data.kubelet().join("pki")

@@ -236,6 +236,10 @@ fn leafs(req: &PkiRequest) -> Vec<Leaf> {
             CertSpec::client("system:kube-controller-manager", &[]),
         ),
         kubeconfig(
+            pki_names::KUBE_PROXY,
+            CertSpec::client("system:kube-proxy", &[]),
+        ),
+        kubeconfig(
             pki_names::KUBELET,
             CertSpec::client(format!("system:node:{}", req.node_name), &["system:nodes"]),
         ),

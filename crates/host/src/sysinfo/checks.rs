@@ -384,7 +384,7 @@ mod tests {
             .filter(|c| c.status != Status::Pass)
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
-        assert_eq!(report.checks.len(), 21);
+        assert_eq!(report.checks.len(), 23);
     }
 
     #[test]
@@ -507,7 +507,7 @@ mod tests {
             .filter(|c| c.id.starts_with("port:"))
             .map(|c| c.id)
             .collect();
-        assert_eq!(ids, ["port:10250"]);
+        assert_eq!(ids, ["port:10250", "port:10249", "port:10256"]);
     }
 
     #[test]
@@ -575,7 +575,7 @@ mod tests {
                 .starts_with("fix: sysctl -w")
         );
         assert!(
-            text.ends_with("20 passed, 0 warnings, 1 failed (1 fatal)\n"),
+            text.ends_with("22 passed, 0 warnings, 1 failed (1 fatal)\n"),
             "{text}"
         );
     }

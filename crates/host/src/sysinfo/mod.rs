@@ -125,7 +125,11 @@ pub const CONTROLLER_PORTS: [(u16, &str); 6] = [
     (10259, "kube-scheduler"),
 ];
 /// Ports the worker components listen on by default.
-pub const WORKER_PORTS: [(u16, &str); 1] = [(10250, "kubelet")];
+pub const WORKER_PORTS: [(u16, &str); 3] = [
+    (10250, "kubelet"),
+    (10249, "kube-proxy metrics"),
+    (10256, "kube-proxy health"),
+];
 
 impl Options {
     /// Checks for the given roles with the default ports.
