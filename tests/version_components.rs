@@ -165,3 +165,25 @@ fn a_binary_without_payload_says_so_and_still_lists_what_it_expects() {
         );
     }
 }
+
+/// The images k0x builds from an embedded binary are tagged with that binary's pinned version,
+/// so the tag a pod names says what runs in it.
+#[test]
+fn built_images_are_tagged_with_the_embedded_versions() {
+    let images = k0x_config::ClusterConfig::default().spec.images;
+    for (binary, reference) in [
+        ("coredns", images.coredns),
+        ("metrics-server", images.metrics_server),
+    ] {
+        let entry = k0x_assets::lock::expected()
+            .into_iter()
+            .find(|entry| entry.name == binary)
+            .unwrap_or_else(|| panic!("{binary} is not in components.lock"));
+        let version = entry.version.trim_start_matches('v');
+        assert_eq!(
+            reference,
+            format!("k0x.io/{binary}:{version}-k0x"),
+            "spec.images default of {binary}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Which components this node runs, with their files written and specs built, and which it
 //! cannot run and why (missing binaries, or a dependency that is missing).
 
-use k0x_node::{Component, NodeContext};
+use k0x_node::{Component, NodeContext, RenderedFile, stacks};
 use k0x_supervisor::Spec;
 
 use super::ServerOptions;
@@ -47,6 +47,8 @@ pub struct Rendered {
     role: Role,
     components: Vec<Box<dyn Component>>,
     specs: Vec<Spec>,
+    /// The system stacks a controller writes for the applier.
+    stacks: Vec<RenderedFile>,
     disabled: Vec<String>,
 }
 
@@ -59,11 +61,16 @@ impl Plan {
             component.files(&ctx)?;
         }
         let specs = k0x_node::specs(&components, &ctx)?;
+        let stacks = match options.role.controller {
+            true => stacks::system_stacks(&ctx, &options.disabled)?,
+            false => Vec::new(),
+        };
         Ok(Rendered {
             ctx,
             role: options.role,
             components,
             specs,
+            stacks,
             disabled: options.disabled.clone(),
         })
     }
@@ -74,6 +81,10 @@ impl Rendered {
     pub fn prepare(self) -> anyhow::Result<Plan> {
         for component in &self.components {
             component.prepare(&self.ctx)?;
+        }
+        self.stacks.iter().try_for_each(RenderedFile::write)?;
+        if self.role.controller {
+            stacks::remove_disabled(&self.ctx, &self.disabled)?;
         }
         let (specs, unavailable) = runnable(self.specs);
         Ok(Plan {

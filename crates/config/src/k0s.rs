@@ -30,7 +30,6 @@ pub const K0S_ONLY_FIELDS: &[&str] = &[
     "spec.storage.etcd.externalCluster",
     "spec.storage.etcd.ca",
     "spec.images.konnectivity",
-    "spec.images.metricsserver",
     "spec.images.kubeproxy",
     "spec.images.calico",
     "spec.images.kuberouter",
@@ -41,7 +40,11 @@ pub const K0S_ONLY_FIELDS: &[&str] = &[
 ];
 
 /// k0s images k0x uses too; k0s writes them as `{image, version}`, k0x as one reference.
-const SHARED_IMAGES: &[&str] = &["spec.images.pause", "spec.images.coredns"];
+const SHARED_IMAGES: &[&str] = &[
+    "spec.images.pause",
+    "spec.images.coredns",
+    "spec.images.metricsserver",
+];
 
 /// An ignored k0s setting: its path and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -193,15 +193,19 @@ pub struct Images {
     /// the image itself when the reference is in k0x's own domain (the default), so no registry
     /// is needed.
     pub pause: String,
-    /// CoreDNS image.
+    /// CoreDNS image; k0x builds it from the embedded coredns when it is in k0x's domain.
     pub coredns: String,
+    /// metrics-server image; built by k0x like CoreDNS's. k0s's name for the field.
+    #[serde(rename = "metricsserver")]
+    pub metrics_server: String,
 }
 
 impl Default for Images {
     fn default() -> Self {
         Self {
             pause: "k0x.io/pause:3.10-k0x".to_owned(),
-            coredns: "registry.k8s.io/coredns/coredns:v1.12.0".to_owned(),
+            coredns: "k0x.io/coredns:1.12.4-k0x".to_owned(),
+            metrics_server: "k0x.io/metrics-server:0.8.0-k0x".to_owned(),
         }
     }
 }

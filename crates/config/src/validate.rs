@@ -387,6 +387,7 @@ fn check_images(spec: &Spec, problems: &mut Vec<Problem>) {
     let images = [
         ("spec.images.pause", &spec.images.pause),
         ("spec.images.coredns", &spec.images.coredns),
+        ("spec.images.metricsserver", &spec.images.metrics_server),
     ];
     for (path, image) in images {
         if image.is_empty() || image.contains(char::is_whitespace) {

@@ -70,20 +70,18 @@ pub fn worker_components() -> Vec<Box<dyn Component>> {
 }
 
 /// Removes the components named in `--disable-components`. Names are checked against every
-/// component (controller and worker), so the same flag works on every role; an unknown name is
-/// an error listing the valid ones. Components that remain stop waiting for disabled ones: a
+/// component (controller and worker) and system stack, so the same flag works on every role; an
+/// unknown name is an error listing the valid ones. Components that remain stop waiting for disabled ones: a
 /// disabled component is assumed to be run by someone else.
 pub fn filter_disabled(
     components: Vec<Box<dyn Component>>,
     disabled: &[String],
 ) -> Result<Vec<Box<dyn Component>>, NodeError> {
-    if let Some(unknown) = disabled
-        .iter()
-        .find(|d| !ALL_COMPONENTS.contains(&d.as_str()))
-    {
+    let known = || ALL_COMPONENTS.iter().chain(crate::stacks::SYSTEM_STACKS);
+    if let Some(unknown) = disabled.iter().find(|d| !known().any(|name| name == d)) {
         return Err(NodeError::UnknownComponent {
             name: unknown.clone(),
-            known: ALL_COMPONENTS.join(", "),
+            known: known().copied().collect::<Vec<_>>().join(", "),
         });
     }
     Ok(components

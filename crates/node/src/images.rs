@@ -14,6 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k0x_config::schema::Images;
 use k0x_images::{File, Image, Platform, RunConfig, Source};
 
 use crate::{NodeContext, NodeError, paths};
@@ -27,24 +28,97 @@ pub const K0X_IMAGE_DOMAIN: &str = "k0x.io/";
 /// containerd's namespace for the images the kubelet's CRI sees.
 const CRI_NAMESPACE: &str = "k8s.io";
 
-/// The user and group of the pause process, as upstream's image sets them (`nobody`-like).
-const PAUSE_USER: &str = "65535:65535";
+/// An image k0x builds from one static binary of its bin dir.
+#[derive(Debug, Clone, Copy)]
+struct K0xImage {
+    /// The config field naming its reference, and how to read it.
+    field: &'static str,
+    reference: fn(&Images) -> &str,
+    /// The bin dir's binary, put at `/<binary>` in the image and run as its entrypoint.
+    binary: &'static str,
+    /// `uid:gid` the container runs as unless the pod says otherwise.
+    user: Option<&'static str>,
+    /// Whether the node cannot run any pod without it (the sandbox image).
+    required: bool,
+}
 
-/// The pause image for `reference`, built from the bin dir's `pause`.
-fn pause_image(ctx: &NodeContext, reference: &str) -> Image {
-    Image {
-        reference: reference.to_owned(),
-        platform: Platform::host(),
-        config: RunConfig {
-            entrypoint: vec!["/pause".to_owned()],
-            user: Some(PAUSE_USER.to_owned()),
-            ..RunConfig::default()
-        },
-        files: vec![File {
-            path: "/pause".to_owned(),
-            source: Source::Path(ctx.node.binary("pause")),
-            mode: 0o755,
-        }],
+/// The pause process runs as upstream's image sets it (`nobody`-like); CoreDNS binds port 53
+/// with `NET_BIND_SERVICE` granted by its pod, and metrics-server runs as upstream's nonroot.
+const K0X_IMAGES: [K0xImage; 3] = [
+    K0xImage {
+        field: "spec.images.pause",
+        reference: |images| &images.pause,
+        binary: "pause",
+        user: Some("65535:65535"),
+        required: true,
+    },
+    K0xImage {
+        field: "spec.images.coredns",
+        reference: |images| &images.coredns,
+        binary: "coredns",
+        user: None,
+        required: false,
+    },
+    K0xImage {
+        field: "spec.images.metricsserver",
+        reference: |images| &images.metrics_server,
+        binary: "metrics-server",
+        user: Some("65532:65532"),
+        required: false,
+    },
+];
+
+impl K0xImage {
+    /// The image of `reference`, streaming the bin dir's binary into its layer.
+    fn image(self, ctx: &NodeContext, reference: &str) -> Image {
+        let path = format!("/{}", self.binary);
+        Image {
+            reference: reference.to_owned(),
+            platform: Platform::host(),
+            config: RunConfig {
+                entrypoint: vec![path.clone()],
+                user: self.user.map(str::to_owned),
+                ..RunConfig::default()
+            },
+            files: vec![File {
+                path,
+                source: Source::Path(ctx.node.binary(self.binary)),
+                mode: 0o755,
+            }],
+        }
+    }
+
+    /// Builds and imports the image when its reference is in k0x's domain. A missing binary
+    /// of an optional image is a warning: its pods wait, every other pod runs.
+    fn import(self, ctx: &NodeContext) -> Result<(), NodeError> {
+        let reference = (self.reference)(&ctx.config.spec.images);
+        if !reference.starts_with(K0X_IMAGE_DOMAIN) {
+            tracing::info!(
+                image = %reference,
+                "{} is not k0x's own image: it must be in containerd already",
+                self.field
+            );
+            return Ok(());
+        }
+        let fail = |reason: String| NodeError::Image {
+            reference: reference.to_owned(),
+            reason,
+        };
+        let binary = ctx.node.binary(self.binary);
+        if !self.required && !binary.is_file() {
+            tracing::warn!(
+                image = %reference,
+                "not built: {} is missing (see `k0x version --components`)",
+                binary.display()
+            );
+            return Ok(());
+        }
+        let archive = paths::built_images(&ctx.data).join(format!("{}.tar", self.binary));
+        let digest = k0x_images::write_oci_archive(&self.image(ctx, reference), &archive)
+            .map_err(|e| fail(e.to_string()))?;
+        ctr_import(ctx, &archive).map_err(fail)?;
+        tracing::info!(image = %reference, %digest, "{} image imported", self.binary);
+        Ok(())
     }
 }
 
@@ -70,28 +144,6 @@ fn ctr_import(ctx: &NodeContext, archive: &Path) -> Result<(), String> {
     ))
 }
 
-/// Builds and imports k0x's pause image when `spec.images.pause` is in k0x's domain.
-fn import_pause(ctx: &NodeContext) -> Result<(), NodeError> {
-    let reference = &ctx.config.spec.images.pause;
-    if !reference.starts_with(K0X_IMAGE_DOMAIN) {
-        tracing::info!(
-            image = %reference,
-            "spec.images.pause is not k0x's own image: it must be in containerd already"
-        );
-        return Ok(());
-    }
-    let archive = paths::built_images(&ctx.data).join("pause.tar");
-    let fail = |reason: String| NodeError::Image {
-        reference: reference.clone(),
-        reason,
-    };
-    let digest = k0x_images::write_oci_archive(&pause_image(ctx, reference), &archive)
-        .map_err(|e| fail(e.to_string()))?;
-    ctr_import(ctx, &archive).map_err(fail)?;
-    tracing::info!(image = %reference, %digest, "pause image imported");
-    Ok(())
-}
-
 /// The `*.tar` files in `<data-dir>/images/`, in name order (none when it does not exist).
 fn user_archives(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -106,11 +158,16 @@ fn user_archives(dir: &Path) -> Vec<PathBuf> {
     archives
 }
 
-/// Puts every image the node's pods need into containerd: k0x's pause image (an error stops the
-/// start: no pod could run), then the user's archives (each failure is one warning).
-/// containerd must be running. Blocks while `ctr` runs.
+/// Puts every image the node's pods need into containerd: the images k0x builds (an error with
+/// the sandbox image stops the start: no pod could run), then the user's archives (each failure
+/// is one warning). containerd must be running. Blocks while `ctr` runs.
 pub fn import_images(ctx: &NodeContext) -> Result<(), NodeError> {
-    import_pause(ctx)?;
+    for image in K0X_IMAGES {
+        match image.import(ctx) {
+            Err(err) if !image.required => tracing::warn!("{err}; its pods cannot start"),
+            result => result?,
+        }
+    }
     for archive in user_archives(&ctx.data.images()) {
         match ctr_import(ctx, &archive) {
             Ok(()) => tracing::info!(archive = %archive.display(), "image archive imported"),
@@ -131,7 +188,7 @@ mod tests {
     #[test]
     fn pause_image_runs_the_bin_dirs_pause_as_nobody() {
         let ctx = context();
-        let image = pause_image(&ctx, "k0x.io/pause:3.10-k0x");
+        let image = K0X_IMAGES[0].image(&ctx, "k0x.io/pause:3.10-k0x");
         assert_eq!(image.config.entrypoint, ["/pause"]);
         assert_eq!(image.config.user.as_deref(), Some("65535:65535"));
         let Source::Path(source) = &image.files[0].source else {
@@ -141,9 +198,16 @@ mod tests {
     }
 
     #[test]
-    fn default_pause_reference_is_k0xs_own() {
+    fn default_references_are_k0xs_own_and_match_their_fields() {
         let ctx = context();
-        assert!(ctx.config.spec.images.pause.starts_with(K0X_IMAGE_DOMAIN));
+        let images = &ctx.config.spec.images;
+        let wanted = [&images.pause, &images.coredns, &images.metrics_server];
+        for (image, wanted) in K0X_IMAGES.iter().zip(wanted) {
+            assert_eq!((image.reference)(images), wanted, "{}", image.field);
+            assert!(wanted.starts_with(K0X_IMAGE_DOMAIN), "{wanted}");
+            let entry = &image.image(&ctx, wanted).config.entrypoint;
+            assert_eq!(entry, &[format!("/{}", image.binary)]);
+        }
     }
 
     #[test]

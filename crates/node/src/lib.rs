@@ -55,6 +55,7 @@ mod kubelet;
 pub mod net;
 pub mod paths;
 mod scheduler;
+pub mod stacks;
 
 pub use cgroups::CgroupDriver;
 pub use cni::{CniSetup, bridge_conflist, cni_setup, missing_cni_plugins};
