@@ -48,6 +48,12 @@ pub mod pki_names {
     /// health ports (SANs 127.0.0.1 and localhost), issued by the cluster CA so probes verify them.
     pub const SCHEDULER_SERVER: &str = "kube-scheduler-server";
     pub const CONTROLLER_MANAGER_SERVER: &str = "kube-controller-manager-server";
+    /// The kubelet's serving certificate on a controller's own worker (names: the node name and
+    /// the host's addresses), so the apiserver and metrics-server verify the kubelet they call.
+    pub const KUBELET_SERVER: &str = "kubelet-server";
+    /// metrics-server's serving certificate (its Service's names), shipped in the
+    /// metrics-server stack so the aggregation layer verifies it with the cluster CA.
+    pub const METRICS_SERVER: &str = "metrics-server";
     /// Kubeconfig names (`pki/<name>.conf`).
     pub const ADMIN: &str = "admin";
     pub const SCHEDULER: &str = "scheduler";

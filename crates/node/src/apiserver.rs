@@ -4,6 +4,8 @@
 //! - Bootstrap-token authentication is off: k0x's join API signs each kubelet's client
 //!   certificate itself, so no bootstrap tokens exist in the cluster and the authenticator would
 //!   only be attack surface.
+//! - Aggregated APIs (metrics-server) are reached at their endpoints' pod IPs, not their Service
+//!   IP: a controller without a worker runs no kube-proxy to translate Service IPs.
 //! - The readiness probe presents `apiserver-kubelet-client`, a certificate that exists as
 //!   separate files; `/readyz` only needs an authenticated (even anonymous) caller, so the probe
 //!   does not need admin rights.
@@ -79,6 +81,7 @@ impl KubeApiserver {
                 "requestheader-client-ca-file",
                 &cert(pki_names::FRONT_PROXY_CA),
             )
+            .set("enable-aggregator-routing", true)
             .set("requestheader-allowed-names", "front-proxy-client")
             .set("requestheader-extra-headers-prefix", "X-Remote-Extra-")
             .set("requestheader-group-headers", "X-Remote-Group")

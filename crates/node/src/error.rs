@@ -53,6 +53,9 @@ pub enum NodeError {
         hint: &'static str,
     },
 
+    #[error("cannot read {}: {reason}; k0x writes it with the PKI at start: check the data dir's pki/", path.display())]
+    ReadPki { path: PathBuf, reason: String },
+
     #[error("cannot write {}: {source}; check that the directory is writable and the disk not full", path.display())]
     Write {
         path: PathBuf,

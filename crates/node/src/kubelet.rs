@@ -1,6 +1,10 @@
 //! kubelet: a KubeletConfiguration file carries almost everything; the command line only names
 //! files and this node's identity.
 //!
+//! The kubelet serves with a certificate from the cluster CA where the node has one (a
+//! controller issues its own worker's), so the apiserver and metrics-server can verify it;
+//! elsewhere it serves with the self-signed certificate it makes itself.
+//!
 //! The node is registered without taints, also when it runs the control plane: a single k0x
 //! node is meant to run workloads, which the kubeadm guides only reach with a manual untaint.
 //! Whoever wants the control plane kept free of ordinary pods starts it with
@@ -53,6 +57,11 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
         "resolvConf": ctx.node.resolv_conf,
         "tlsMinVersion": "VersionTLS12",
     });
+    let serving_cert = ctx.data.pki_cert(pki_names::KUBELET_SERVER);
+    if serving_cert.is_file() {
+        config["tlsCertFile"] = json!(serving_cert);
+        config["tlsPrivateKeyFile"] = json!(ctx.data.pki_key(pki_names::KUBELET_SERVER));
+    }
     if ctx.taint_control_plane {
         config["registerWithTaints"] =
             json!([{ "key": CONTROL_PLANE_TAINT, "effect": "NoSchedule" }]);

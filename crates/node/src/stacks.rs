@@ -9,15 +9,22 @@
 
 use std::path::PathBuf;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use k0x_config::pki_names;
+
 use crate::files::RenderedFile;
 use crate::{NodeContext, NodeError, net};
 
 /// CoreDNS behind the kube-dns Service at the cluster DNS address the kubelets use.
 const COREDNS: &str = include_str!("../stacks/coredns.yaml");
+/// metrics-server behind the `metrics.k8s.io` APIService, serving with a certificate from the
+/// cluster CA (the APIService's caBundle) and verifying the kubelets with the same CA.
+const METRICS_SERVER: &str = include_str!("../stacks/metrics-server.yaml");
 
 /// The system stacks' names; `--disable-components` takes them too (k0s's names), which keeps a
 /// stack's file away so the applier prunes what it had created.
-pub const SYSTEM_STACKS: &[&str] = &["coredns"];
+pub const SYSTEM_STACKS: &[&str] = &["coredns", "metrics-server"];
 
 /// The system stacks' files, rendered, except those of `disabled` stacks.
 pub fn system_stacks(
@@ -34,7 +41,25 @@ pub fn system_stacks(
             ("IMAGE", &ctx.config.spec.images.coredns),
         ],
     );
-    let stacks = [("coredns", coredns)];
+    let pem = |path: PathBuf| {
+        std::fs::read(&path)
+            .map(|bytes| BASE64.encode(bytes))
+            .map_err(|e| NodeError::ReadPki {
+                path,
+                reason: e.to_string(),
+            })
+    };
+    let data = &ctx.data;
+    let metrics_server = fill(
+        METRICS_SERVER,
+        &[
+            ("IMAGE", &ctx.config.spec.images.metrics_server),
+            ("TLS_CRT", &pem(data.pki_cert(pki_names::METRICS_SERVER))?),
+            ("TLS_KEY", &pem(data.pki_key(pki_names::METRICS_SERVER))?),
+            ("CA_BUNDLE", &pem(data.pki_cert(pki_names::CA))?),
+        ],
+    );
+    let stacks = [("coredns", coredns), ("metrics-server", metrics_server)];
     Ok(stacks
         .into_iter()
         .filter(|(name, _)| !disabled.iter().any(|d| d == name))
@@ -89,13 +114,26 @@ mod tests {
             .collect()
     }
 
+    /// A context whose data dir holds stand-ins for the PKI files the stacks embed.
+    fn context_with_pki() -> (tempfile::TempDir, NodeContext) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ctx = context();
+        ctx.data = k0x_config::DataDir::new(tmp.path());
+        let pki = ctx.data.pki();
+        std::fs::create_dir_all(&pki).unwrap();
+        for name in ["ca.crt", "metrics-server.crt", "metrics-server.key"] {
+            std::fs::write(pki.join(name), format!("{name} PEM")).unwrap();
+        }
+        (tmp, ctx)
+    }
+
     fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
         docs.iter().find(|d| d["kind"] == kind).unwrap()
     }
 
     #[test]
     fn coredns_serves_the_cluster_dns_address_with_k0xs_image() {
-        let ctx = context();
+        let (_tmp, ctx) = context_with_pki();
         let files = system_stacks(&ctx, &[]).unwrap();
         assert!(files[0].path.ends_with("manifests/coredns/coredns.yaml"));
         assert!(!files[0].contents.contains("{{"), "a placeholder is left");
@@ -114,14 +152,51 @@ mod tests {
     }
 
     #[test]
+    fn metrics_server_ships_its_certificate_and_the_ca_bundle() {
+        let (_tmp, ctx) = context_with_pki();
+        let files = system_stacks(&ctx, &[]).unwrap();
+        assert!(!files[1].contents.contains("{{"), "a placeholder is left");
+        let docs = documents(&files[1].contents);
+        let secret = find(&docs, "Secret");
+        assert_eq!(
+            secret["data"]["tls.crt"],
+            BASE64.encode("metrics-server.crt PEM")
+        );
+        assert_eq!(
+            secret["data"]["tls.key"],
+            BASE64.encode("metrics-server.key PEM")
+        );
+        let api = find(&docs, "APIService");
+        assert_eq!(api["spec"]["caBundle"], BASE64.encode("ca.crt PEM"));
+        assert!(api["spec"].get("insecureSkipTLSVerify").is_none());
+    }
+
+    #[test]
+    fn a_missing_certificate_is_named() {
+        let mut ctx = context();
+        ctx.data = k0x_config::DataDir::new("/nonexistent");
+        let err = system_stacks(&ctx, &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot read /nonexistent/pki/metrics-server.crt"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_disabled_stack_is_not_written() {
-        let ctx = context();
-        assert!(system_stacks(&ctx, &["coredns".into()]).unwrap().is_empty());
+        let (_tmp, ctx) = context_with_pki();
+        let stacks = system_stacks(&ctx, &["coredns".into()]).unwrap();
+        assert_eq!(stacks.len(), 1);
+        assert!(
+            stacks[0]
+                .path
+                .ends_with("metrics-server/metrics-server.yaml")
+        );
     }
 
     #[test]
     fn a_changed_network_moves_the_dns_address() {
-        let mut ctx = context();
+        let (_tmp, mut ctx) = context_with_pki();
         ctx.config.spec.network.service_cidr = "172.20.0.0/16".into();
         ctx.config.spec.network.cluster_domain = "k0x.lan".into();
         let docs = documents(&system_stacks(&ctx, &[]).unwrap()[0].contents);

@@ -223,6 +223,16 @@ fn leafs(req: &PkiRequest) -> Vec<Leaf> {
             pki_names::CA,
             loopback_server("kube-controller-manager"),
         ),
+        files(
+            pki_names::KUBELET_SERVER,
+            pki_names::CA,
+            kubelet_server(req),
+        ),
+        files(
+            pki_names::METRICS_SERVER,
+            pki_names::CA,
+            service_server(req, "metrics-server", "kube-system"),
+        ),
         kubeconfig(
             pki_names::ADMIN,
             CertSpec::client("kubernetes-admin", &["system:masters"]),
@@ -254,6 +264,36 @@ fn loopback_server(common_name: &str) -> CertSpec {
         organizations: Vec::new(),
         dns_names: vec!["localhost".to_owned()],
         ips: vec![IpAddr::from([127, 0, 0, 1])],
+        usage: Usage::Server,
+    }
+}
+
+/// The local kubelet's serving certificate: reached by node name or address.
+fn kubelet_server(req: &PkiRequest) -> CertSpec {
+    let mut ips = vec![IpAddr::from([127, 0, 0, 1])];
+    ips.extend(&req.host_addresses);
+    CertSpec {
+        common_name: format!("system:node:{}", req.node_name),
+        organizations: vec!["system:nodes".to_owned()],
+        dns_names: vec![req.node_name.clone(), "localhost".to_owned()],
+        ips,
+        usage: Usage::Server,
+    }
+}
+
+/// A serving certificate for the in-cluster Service `name` in `namespace`.
+fn service_server(req: &PkiRequest, name: &str, namespace: &str) -> CertSpec {
+    let svc = format!("{name}.{namespace}.svc");
+    CertSpec {
+        common_name: svc.clone(),
+        organizations: Vec::new(),
+        dns_names: vec![
+            name.to_owned(),
+            format!("{name}.{namespace}"),
+            format!("{svc}.{}", req.cluster_domain),
+            svc,
+        ],
+        ips: Vec::new(),
         usage: Usage::Server,
     }
 }

@@ -296,8 +296,8 @@ fn second_run_changes_nothing_and_modes_are_private() {
             );
         }
     }
-    // 3 CA keys, sa.key, 9 leaf keys, 4 kubeconfigs
-    assert_eq!(secrets, 17, "{} secret files", secrets);
+    // 3 CA keys, sa.key, 11 leaf keys, 5 kubeconfigs
+    assert_eq!(secrets, 20, "{} secret files", secrets);
 }
 
 #[test]
