@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::args::Flags;
 use crate::files::RenderedFile;
-use crate::{Component, NodeContext, NodeError, kubelet, paths};
+use crate::{Component, NodeContext, NodeError, apiserver, paths};
 
 pub(crate) const NAME: &str = "kube-proxy";
 
@@ -39,6 +39,7 @@ pub fn kube_proxy_config(ctx: &NodeContext) -> Value {
         "mode": "iptables",
         "clusterCIDR": ctx.config.spec.network.pod_cidr,
         "hostnameOverride": ctx.node.name,
+        "nodePortAddresses": ["primary"],
         "healthzBindAddress": format!("{}:{HEALTHZ_PORT}", Ipv4Addr::LOCALHOST),
         "metricsBindAddress": format!("{}:{METRICS_PORT}", Ipv4Addr::LOCALHOST),
         "conntrack": {
@@ -69,7 +70,9 @@ impl Component for KubeProxy {
         let mut flags = Flags::new();
         flags.path("config", &paths::kube_proxy_config(&ctx.data));
         let probe = Probe::Http {
-            url: format!("http://{}:{HEALTHZ_PORT}/healthz", Ipv4Addr::LOCALHOST),
+            // /healthz also says whether the node may take load-balancer traffic, and fails
+            // until the Node object exists; /livez is kube-proxy's own health.
+            url: format!("http://{}:{HEALTHZ_PORT}/livez", Ipv4Addr::LOCALHOST),
             ca: None,
             client_cert: None,
             client_key: None,
@@ -77,7 +80,9 @@ impl Component for KubeProxy {
         let mut spec = Spec::new(NAME, ctx.node.binary(NAME));
         spec.args = flags.to_args();
         spec.readiness = ctx.readiness(NAME, probe);
-        spec.depends_on = vec![kubelet::NAME.to_owned()];
+        // On a worker without a local apiserver the dependency is dropped: kube-proxy retries
+        // until the cluster answers.
+        spec.depends_on = vec![apiserver::NAME.to_owned()];
         Ok(spec)
     }
 }
@@ -112,6 +117,6 @@ mod tests {
             spec.args,
             ["--config=/var/lib/k0x/etc/kube-proxy/config.yaml"]
         );
-        assert_eq!(spec.depends_on, ["kubelet"]);
+        assert_eq!(spec.depends_on, ["kube-apiserver"]);
     }
 }
