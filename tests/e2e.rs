@@ -3,21 +3,39 @@
 //! pause program. The node must become Ready with the kubelet's version, take ordinary pods (no
 //! control-plane taint), import a busybox archive from `<data-dir>/images/` (a broken archive
 //! beside it is reported and skipped), run a Deployment of two replicas to Available, and answer
-//! `kubectl logs` and `kubectl exec` (the apiserver's calls to the kubelet). A user made with
-//! `k0x user create` is Forbidden until their group is bound to a role. Without the components
-//! the test is skipped, and fails in strict mode.
+//! `kubectl logs` and `kubectl exec` (the apiserver's calls to the kubelet), serve a ClusterIP
+//! Service that another pod reaches by name (kube-proxy, the CoreDNS system stack), and answer
+//! `kubectl top nodes` (the metrics-server stack). A user made with `k0x user create` is
+//! Forbidden until their group is bound to a role. kill -9 of the apiserver, the kubelet and
+//! containerd each ends with the component back and the Deployment Available. Without the
+//! components the test is skipped, and fails in strict mode.
 
 mod common;
 
 use std::process::{Command, Output, Stdio};
 
 use common::{Node, stderr};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 const KUBE_VERSION: &str = "v1.34.4";
 const IMAGE: &str = "k0x.test/busybox:e2e";
 const DEPLOYMENT: &str = "k0x-e2e-busybox";
 const MESSAGE: &str = "hello from a k0x pod";
+/// Where the Deployment's pods serve MESSAGE (busybox httpd) and its Service listens.
+const HTTP_PORT: u16 = 8080;
+/// The pod that calls the Service from elsewhere.
+const CLIENT: &str = "k0x-e2e-client";
+/// The components of a controller+worker, in start order.
+const COMPONENTS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+];
 
 fn kubectl(node: &Node, args: &[&str]) -> Output {
     node.k0x().arg("kubectl").args(args).output().unwrap()
@@ -34,9 +52,12 @@ struct WorkloadGuard<'a>(&'a Node);
 impl Drop for WorkloadGuard<'_> {
     fn drop(&mut self) {
         let node = self.0;
+        for kind in ["deployment", "service"] {
+            let _ = kubectl(node, &["delete", kind, DEPLOYMENT, "--ignore-not-found"]);
+        }
         let _ = kubectl(
             node,
-            &["delete", "deployment", DEPLOYMENT, "--ignore-not-found"],
+            &["delete", "pod", CLIENT, "--ignore-not-found", "--now"],
         );
         let _ = kubectl(
             node,
@@ -103,7 +124,10 @@ fn deployment_manifest() -> serde_json::Value {
                         "name": "busybox",
                         "image": IMAGE,
                         "imagePullPolicy": "Never",
-                        "command": ["/bin/sh", "-c", format!("echo {MESSAGE}; sleep 3600")],
+                        "command": ["/bin/sh", "-c", format!(
+                            "echo {MESSAGE}; mkdir -p /tmp/www; echo {MESSAGE} > /tmp/www/index.html; \
+                             exec httpd -f -p {HTTP_PORT} -h /tmp/www"
+                        )],
                     }],
                 },
             },
@@ -169,6 +193,130 @@ fn logs_and_exec_work(node: &Node) {
     );
 }
 
+/// A ClusterIP Service in front of the Deployment answers a pod that is not part of it, by
+/// name (CoreDNS) and through the Service IP (kube-proxy); the API's own name resolves to the
+/// first service IP.
+fn service_and_dns_answer(node: &Node) {
+    let expose = kubectl(
+        node,
+        &[
+            "expose",
+            "deployment",
+            DEPLOYMENT,
+            &format!("--port={HTTP_PORT}"),
+        ],
+    );
+    assert!(expose.status.success(), "expose: {}", stderr(&expose));
+    let client = kubectl(
+        node,
+        &[
+            "run",
+            CLIENT,
+            &format!("--image={IMAGE}"),
+            "--image-pull-policy=Never",
+            "--restart=Never",
+            "--command",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    assert!(client.status.success(), "run: {}", stderr(&client));
+    let ready = kubectl(
+        node,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{CLIENT}"),
+            "--timeout=120s",
+        ],
+    );
+    assert!(
+        ready.status.success(),
+        "the client pod never became Ready: {}",
+        stderr(&ready)
+    );
+    let in_client = |args: &[&str]| {
+        let mut all = vec!["exec", CLIENT, "--"];
+        all.extend(args);
+        kubectl(node, &all)
+    };
+    let url = format!("http://{DEPLOYMENT}.default.svc.cluster.local:{HTTP_PORT}/");
+    let answered = common::wait_until(|| {
+        stdout(&in_client(&["wget", "-q", "-T", "3", "-O", "-", &url])).contains(MESSAGE)
+    });
+    let last = in_client(&["wget", "-q", "-T", "3", "-O", "-", &url]);
+    assert!(
+        answered,
+        "the Service never answered by name: {}{}\n{}",
+        stdout(&last),
+        stderr(&last),
+        stdout(&kubectl(
+            node,
+            &["get", "pods,svc,endpointslices", "-A", "-o", "wide"]
+        ))
+    );
+    let lookup = in_client(&["nslookup", "kubernetes.default.svc.cluster.local"]);
+    assert!(
+        lookup.status.success() && stdout(&lookup).contains("10.96.0.1"),
+        "nslookup: {}{}",
+        stdout(&lookup),
+        stderr(&lookup)
+    );
+}
+
+/// `kubectl top nodes` answers: metrics-server scraped the kubelet and the aggregation layer
+/// reaches metrics-server.
+fn top_nodes_answers(node: &Node) {
+    let answered = common::wait_until(|| {
+        let top = kubectl(node, &["top", "nodes", "--no-headers"]);
+        top.status.success() && stdout(&top).contains('%')
+    });
+    let last = kubectl(node, &["top", "nodes"]);
+    assert!(
+        answered,
+        "kubectl top nodes: {}{}\n{}",
+        stdout(&last),
+        stderr(&last),
+        stdout(&kubectl(node, &["get", "pods,apiservices", "-A"]))
+    );
+}
+
+/// kill -9 of kube-apiserver, then the kubelet, then containerd: each comes back (a new pid,
+/// ready) and the Deployment stays Available.
+fn killed_components_come_back(node: &Node) {
+    for name in ["kube-apiserver", "kubelet", "containerd"] {
+        let status = node.status().expect("k0x answers status");
+        let before = common::pid(&status, name);
+        kill(Pid::from_raw(before as i32), Signal::SIGKILL).unwrap();
+        let back = common::wait_until(|| {
+            node.status().is_some_and(|s| {
+                common::state(&s, name) == "ready"
+                    && common::component(&s, name)["pid"].as_u64() != Some(u64::from(before))
+            })
+        });
+        assert!(
+            back,
+            "{name} did not come back after kill -9:\n{}",
+            node.log()
+        );
+        let available = kubectl(
+            node,
+            &[
+                "wait",
+                "--for=condition=Available",
+                &format!("deployment/{DEPLOYMENT}"),
+                "--timeout=120s",
+            ],
+        );
+        assert!(
+            available.status.success(),
+            "the Deployment is not Available after kill -9 of {name}: {}",
+            stderr(&available)
+        );
+    }
+}
+
 /// A `k0x user create` user in group dev is Forbidden until dev is bound to `view` (which grants
 /// namespaced reads such as pods, not nodes).
 fn group_binding_grants_access(node: &Node) {
@@ -229,14 +377,7 @@ fn node_becomes_ready_and_runs_a_deployment() {
     drop_archives(&node, &tools[0]);
 
     node.start(&["--enable-worker"]);
-    node.wait_ready(&[
-        "etcd",
-        "kube-apiserver",
-        "kube-scheduler",
-        "kube-controller-manager",
-        "containerd",
-        "kubelet",
-    ]);
+    node.wait_ready(COMPONENTS);
     wait_node_ready(&node);
     let log = node.log();
     assert!(log.contains("pause image imported"), "{log}");
@@ -264,7 +405,10 @@ fn node_becomes_ready_and_runs_a_deployment() {
     let workload = WorkloadGuard(&node);
     run_deployment(&node);
     logs_and_exec_work(&node);
+    service_and_dns_answer(&node);
+    top_nodes_answers(&node);
     group_binding_grants_access(&node);
+    killed_components_come_back(&node);
 
     drop(workload);
     let exit = node.stop(Signal::SIGTERM);
