@@ -415,3 +415,32 @@ fn node_becomes_ready_and_runs_a_deployment() {
     assert!(exit.success(), "k0x exited {exit}:\n{}", node.log());
     assert_eq!(node.marked_processes(), Vec::<u32>::new());
 }
+
+/// The readiness timeouts of `spec.probes` hold with the real apiserver: one too short for it to
+/// come up stops the start with a line naming the component and the timeout, and nothing runs on.
+#[test]
+fn a_too_short_apiserver_timeout_stops_the_start_with_the_component_named() {
+    let test = "a_too_short_apiserver_timeout_stops_the_start";
+    let Some(mut node) = Node::new(test) else {
+        return;
+    };
+    if !node.stage_kubernetes(test, env!("CARGO_TARGET_TMPDIR").as_ref()) {
+        return;
+    }
+    node.edit_config(
+        "    timeoutSeconds: {}\n",
+        "    timeoutSeconds:\n      kube-apiserver: 1\n",
+    );
+    let out = node.run_server(&[]);
+    let text = stderr(&out);
+    assert!(!out.status.success(), "k0x started anyway:\n{text}");
+    let last = text
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.contains("component kube-apiserver did not start") && last.contains("within 1s"),
+        "last line: {last}\n{text}"
+    );
+    assert_eq!(node.marked_processes(), Vec::<u32>::new());
+}
