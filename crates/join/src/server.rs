@@ -386,21 +386,16 @@ fn check_issued(cert_pem: &str, subject: &ClientSubject, spki: &[u8]) -> Result<
     Ok(())
 }
 
-/// Node names are Kubernetes object names: RFC 1123 subdomains.
+/// The node name a worker asks for, under the one rule of [`k0x_config::is_node_name`].
 fn validate_node_name(name: &str) -> Result<(), String> {
-    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if name.is_empty()
-        || name.len() > 253
-        || !name.chars().all(valid_char)
-        || !alnum(name.chars().next())
-        || !alnum(name.chars().last())
-    {
-        return Err(format!(
-            "node name {name:?} is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253): set --node-name or the hostname"
-        ));
+    if k0x_config::is_node_name(name) {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "node name {name:?} is not a valid Kubernetes node name (a lowercase RFC 1123 subdomain: \
+         labels of letters, digits and inner '-', at most 63 characters each, 253 in all): the \
+         joining node uses its host name, lower-cased; set a valid one with hostnamectl"
+    ))
 }
 
 async fn join_controller(
@@ -517,7 +512,17 @@ mod tests {
     #[test]
     fn node_names_follow_kubernetes_rules() {
         assert!(validate_node_name("worker-1.example").is_ok());
-        for bad in ["", "Worker", "-a", "a-", "a_b", &"a".repeat(254)] {
+        let long_label = format!("{}.example", "a".repeat(64));
+        for bad in [
+            "",
+            "Worker",
+            "-a",
+            "a-",
+            "a_b",
+            "a..b",
+            &long_label,
+            &"a".repeat(254),
+        ] {
             assert!(validate_node_name(bad).is_err(), "{bad:?}");
         }
     }
