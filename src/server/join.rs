@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use k0x_config::{DataDir, pki_names};
+use k0x_config::{DataDir, pki_names, url_host};
 use k0x_etcd::{Client, ClientTls};
 use k0x_join::admin::TokenAdmin;
 use k0x_join::api::WorkerSettings;
@@ -106,12 +106,4 @@ pub fn etcd_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// An address as the host part of a URL (IPv6 in brackets).
-fn url_host(address: std::net::IpAddr) -> String {
-    match address {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-    }
 }
