@@ -5,9 +5,10 @@
 //!   bytes -> zstd -> tar. Nothing holds the whole payload; peak memory is the zstd window plus
 //!   a copy buffer.
 //! - **Integrity before anything changes.** Every file needing an update is written to a staging
-//!   directory inside `bin/` (same file system, so the final rename is atomic), hashed while it
-//!   streams and fsync'd. Only when every staged file matched the manifest *and* the whole payload
-//!   matched the trailer's digest are the files renamed into place. A corrupt, truncated or
+//!   directory inside `bin/` (same file system, so the final rename is atomic) and hashed while it
+//!   streams; its writeback starts as soon as it is written. Only when every staged file matched
+//!   the manifest *and* the whole payload matched the trailer's digest are the staged files
+//!   fsync'd and renamed into place. A corrupt, truncated or
 //!   missing payload, a full disk or a crash therefore never replaces a good binary.
 //! - **Cheap warm starts.** `bin/.manifest` records sha256, size and mtime of each verified file.
 //!   A file whose size and mtime still match its record is trusted without re-hashing, so a warm
@@ -406,7 +407,8 @@ impl Staging {
         }
     }
 
-    /// Streams `entry` into the staging dir, hashing as it goes; fsyncs, then checks the digest.
+    /// Streams `entry` into the staging dir, hashing as it goes; starts its writeback (the fsync
+    /// comes in [`Staging::sync_all`]), then checks the digest.
     fn write_verified(
         &mut self,
         entry: &mut impl Read,

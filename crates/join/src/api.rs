@@ -43,8 +43,8 @@ pub struct WorkerSettings {
     pub cluster_dns: String,
     pub cluster_domain: String,
     pub pod_cidr: String,
-    /// The service CIDR (the kubelet derives nothing from it, but a worker's configuration must
-    /// agree with the controllers').
+    /// The service CIDR. The worker takes it into its configuration, so its kubelet's clusterDNS
+    /// is the controllers' DNS Service IP, the tenth address of this range (`k0x_config::net`).
     #[serde(default)]
     pub service_cidr: String,
     /// Image references by role (`pause`, `coredns`, ...).
