@@ -40,7 +40,6 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
             url_host(ctx.node.address),
             ctx.config.spec.api.port
         )],
-        cluster_dns: network.dns_service_ip().to_string(),
         cluster_domain: network.cluster_domain.clone(),
         pod_cidr: network.pod_cidr.clone(),
         service_cidr: network.service_cidr.clone(),
@@ -49,7 +48,6 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
             ("coredns".to_owned(), ctx.config.spec.images.coredns.clone()),
         ]
         .into(),
-        worker_profile: None,
     };
     let signer = k0x_pki::load_cluster_ca(&ctx.data)?;
     // The apiserver's serving certificate already names every address of this host plus

@@ -40,7 +40,6 @@ pub struct WorkerJoinRequest {
 pub struct WorkerSettings {
     /// kube-apiserver URLs (`https://addr:6443`).
     pub api_servers: Vec<String>,
-    pub cluster_dns: String,
     pub cluster_domain: String,
     pub pod_cidr: String,
     /// The service CIDR. The worker takes it into its configuration, so its kubelet's clusterDNS
@@ -49,9 +48,6 @@ pub struct WorkerSettings {
     pub service_cidr: String,
     /// Image references by role (`pause`, `coredns`, ...).
     pub images: BTreeMap<String, String>,
-    /// Worker profile name, if the cluster uses one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ pub struct WorkerFiles {
     pub ca_cert: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
-    /// [`WorkerSettings`] as JSON (API servers, cluster DNS and domain, pod CIDR, images...).
+    /// [`WorkerSettings`] as JSON (API servers, cluster domain, pod and service CIDRs, images...).
     pub settings: PathBuf,
 }
 
