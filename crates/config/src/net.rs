@@ -18,32 +18,28 @@ pub const APISERVER_SERVICE_OFFSET: u32 = 1;
 pub const DNS_SERVICE_OFFSET: u32 = 10;
 
 impl Network {
-    /// The pod network. Valid for a configuration that passed validation (`load`, `from_yaml`,
-    /// `default`); panics naming the field for one that did not.
-    pub fn pod_net(&self) -> IpNet {
-        parse_cidr(&self.pod_cidr).expect("spec.network.podCIDR was validated")
-    }
-
-    /// The service network. Same contract as [`Network::pod_net`].
-    pub fn service_net(&self) -> IpNet {
-        parse_cidr(&self.service_cidr).expect("spec.network.serviceCIDR was validated")
-    }
-
-    /// The `kubernetes` Service IP: the first address of the service CIDR (10.96.0.1).
+    /// The `kubernetes` Service IP: the first address of the service CIDR (10.96.0.1). Valid for
+    /// a configuration that passed validation (`load`, `from_yaml`, `default`); panics naming the
+    /// field for one that did not.
     pub fn apiserver_service_ip(&self) -> IpAddr {
         host_address(self.service_net(), APISERVER_SERVICE_OFFSET)
             .expect("spec.network.serviceCIDR was validated to hold the service IPs")
     }
 
-    /// The cluster DNS Service IP: the tenth address of the service CIDR (10.96.0.10).
+    /// The cluster DNS Service IP: the tenth address of the service CIDR (10.96.0.10). Same
+    /// contract as [`Network::apiserver_service_ip`].
     pub fn dns_service_ip(&self) -> IpAddr {
         host_address(self.service_net(), DNS_SERVICE_OFFSET)
             .expect("spec.network.serviceCIDR was validated to hold the service IPs")
     }
+
+    fn service_net(&self) -> IpNet {
+        parse_cidr(&self.service_cidr).expect("spec.network.serviceCIDR was validated")
+    }
 }
 
 /// A CIDR written as its network address (`10.96.0.0/12`, not `10.96.0.1/12`).
-pub(crate) fn parse_cidr(text: &str) -> Option<IpNet> {
+fn parse_cidr(text: &str) -> Option<IpNet> {
     IpNet::from_str(text).ok().filter(|net| net.trunc() == *net)
 }
 
@@ -80,7 +76,6 @@ mod tests {
     #[test]
     fn service_ips_of_the_default_network() {
         let network = Network::default();
-        assert_eq!(network.pod_net().to_string(), "10.244.0.0/16");
         assert_eq!(network.apiserver_service_ip().to_string(), "10.96.0.1");
         assert_eq!(network.dns_service_ip().to_string(), "10.96.0.10");
     }
