@@ -75,7 +75,7 @@ fn run_k0x(bin: &Path, data: &Path, config: &Path, args: &[&str]) -> Duration {
 }
 
 fn library_init(tmp: &Path, key_type: KeyType, runs: usize) -> Stats {
-    let mut req = PkiRequest::from_config(&ClusterConfig::default()).unwrap();
+    let mut req = PkiRequest::from_config(&ClusterConfig::default());
     req.key_type = key_type;
     let mut n = 0;
     Stats::collect(runs, || {
@@ -122,7 +122,7 @@ fn main() {
         );
     }
 
-    let mut req = PkiRequest::from_config(&ClusterConfig::default()).unwrap();
+    let mut req = PkiRequest::from_config(&ClusterConfig::default());
     req.key_type = KeyType::EcdsaP256;
     let data = DataDir::new(tmp.path().join("lib-recheck"));
     k0x_pki::ensure_pki(&data, &req).unwrap();

@@ -32,7 +32,7 @@ pub fn run(global: &GlobalArgs, args: &PkiArgs) -> anyhow::Result<()> {
 
 fn init(global: &GlobalArgs) -> anyhow::Result<()> {
     let config = global.load_config()?;
-    let request = PkiRequest::from_config(&config)?;
+    let request = PkiRequest::from_config(&config);
     let report = k0x_pki::ensure_pki(&global.data_dir(), &request)?;
     std::io::stdout()
         .lock()

@@ -72,7 +72,7 @@ pub fn run(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)]
 async fn create(client: &AdminClient, role: RoleArg, expiry: &str) -> anyhow::Result<()> {
-    let expiry = parse_expiry(expiry).map_err(anyhow::Error::msg)?;
+    let expiry = parse_expiry(expiry)?;
     let created = client.create_token(role.into(), expiry).await?;
     if let Some(warning) = &created.warning {
         eprintln!("Warning: {warning}");

@@ -14,6 +14,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use k0x_config::RunDir;
 use k0x_join::admin::{self, AdminClient, AdminHandler, TokenAdmin};
+use k0x_join::http;
 use k0x_supervisor::ComponentStatus;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -193,25 +194,19 @@ impl AdminHandler for AdminRouter {
         let path = request.uri().path().to_owned();
         match (&self.tokens, request.method()) {
             (_, &Method::GET) if path == STATUS_PATH => {
-                let body = serde_json::to_vec(&self.status.snapshot()).unwrap_or_default();
-                admin::json_response(StatusCode::OK, body)
+                http::json_response(StatusCode::OK, &self.status.snapshot())
             }
             (Some(tokens), _) if TokenAdmin::handles(&path) => tokens.handle(request).await,
-            (None, _) if TokenAdmin::handles(&path) => refuse(
+            (None, _) if TokenAdmin::handles(&path) => http::error_response(
                 StatusCode::NOT_FOUND,
                 "tokens are issued by controllers with etcd running; this node has none",
             ),
-            (_, method) => refuse(
+            (_, method) => http::error_response(
                 StatusCode::NOT_FOUND,
-                &format!("no admin endpoint {method} {path}"),
+                format!("no admin endpoint {method} {path}"),
             ),
         }
     }
-}
-
-fn refuse(code: StatusCode, error: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default();
-    admin::json_response(code, body)
 }
 
 /// Asks the server behind `run`'s admin socket for its status.

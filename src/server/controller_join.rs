@@ -87,7 +87,7 @@ pub fn ensure_pki_and_membership(
 
 /// Issues this node's leaf certificates (from the cluster's CAs after a join).
 fn ensure_pki(config: &ClusterConfig, data: &DataDir) -> anyhow::Result<()> {
-    let request = k0x_pki::PkiRequest::from_config(config)?;
+    let request = k0x_pki::PkiRequest::from_config(config);
     let report = k0x_pki::ensure_pki(data, &request)?;
     tracing::info!(
         changed = !report.unchanged(),

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use k0x_config::{DataDir, pki_names};
+use k0x_config::{DataDir, pki_names, url_host};
 use k0x_etcd::{Client, ClientTls};
 use k0x_join::admin::TokenAdmin;
 use k0x_join::api::WorkerSettings;
@@ -40,7 +40,6 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
             url_host(ctx.node.address),
             ctx.config.spec.api.port
         )],
-        cluster_dns: network.dns_service_ip().to_string(),
         cluster_domain: network.cluster_domain.clone(),
         pod_cidr: network.pod_cidr.clone(),
         service_cidr: network.service_cidr.clone(),
@@ -49,7 +48,6 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
             ("coredns".to_owned(), ctx.config.spec.images.coredns.clone()),
         ]
         .into(),
-        worker_profile: None,
     };
     let signer = k0x_pki::load_cluster_ca(&ctx.data)?;
     // The apiserver's serving certificate already names every address of this host plus
@@ -106,12 +104,4 @@ pub fn etcd_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// An address as the host part of a URL (IPv6 in brackets).
-fn url_host(address: std::net::IpAddr) -> String {
-    match address {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-    }
 }

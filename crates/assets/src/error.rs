@@ -52,7 +52,9 @@ pub enum AssetsError {
 }
 
 impl AssetsError {
-    /// Wraps an I/O error with what was being done to which path; ENOSPC becomes [`AssetsError::NoSpace`].
+    /// Wraps an I/O error with what was being done to which path. A full disk stays an I/O
+    /// error here: the writers that know how much room they needed report
+    /// [`AssetsError::NoSpace`] themselves.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
             action,

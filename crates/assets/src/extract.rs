@@ -5,9 +5,10 @@
 //!   bytes -> zstd -> tar. Nothing holds the whole payload; peak memory is the zstd window plus
 //!   a copy buffer.
 //! - **Integrity before anything changes.** Every file needing an update is written to a staging
-//!   directory inside `bin/` (same file system, so the final rename is atomic), hashed while it
-//!   streams and fsync'd. Only when every staged file matched the manifest *and* the whole payload
-//!   matched the trailer's digest are the files renamed into place. A corrupt, truncated or
+//!   directory inside `bin/` (same file system, so the final rename is atomic) and hashed while it
+//!   streams; its writeback starts as soon as it is written. Only when every staged file matched
+//!   the manifest *and* the whole payload matched the trailer's digest are the staged files
+//!   fsync'd and renamed into place. A corrupt, truncated or
 //!   missing payload, a full disk or a crash therefore never replaces a good binary.
 //! - **Cheap warm starts.** `bin/.manifest` records sha256, size and mtime of each verified file.
 //!   A file whose size and mtime still match its record is trusted without re-hashing, so a warm
@@ -69,6 +70,10 @@ pub struct ExtractReport {
 }
 
 /// Brings `<data-dir>/bin` in line with `payload`. See the module docs for the guarantees.
+///
+/// The steps: lock `bin/`, plan from the payload's manifest (reading only), give intact files
+/// their mode back, stream the planned files into staging, verify the whole payload, commit the
+/// staged files, and record them in `bin/.manifest`.
 pub fn extract(payload: &Payload, data: &DataDir, progress: Progress) -> Result<ExtractReport> {
     let started = Instant::now();
     let bin = prepare_bin_dir(data)?;
@@ -80,20 +85,11 @@ pub fn extract(payload: &Payload, data: &DataDir, progress: Progress) -> Result<
         .archive
         .entries()
         .map_err(|e| payload_read_error(payload, &e))?;
-    let (manifest, _) = read_manifest_entry(&mut entries, payload)?;
-    if manifest.arch != HOST_ARCH {
-        return Err(AssetsError::corrupt(
-            payload.path(),
-            format!(
-                "it holds {} binaries but this k0x runs on {HOST_ARCH}",
-                manifest.arch
-            ),
-        ));
-    }
-
+    let manifest = host_manifest(&mut entries, payload)?;
     let manifest_path = data.bin_manifest();
     let previous = BinManifest::load(&manifest_path);
     let plan = plan(&bin, &manifest, &previous)?;
+
     let mut report = ExtractReport {
         unchanged: plan
             .unchanged
@@ -103,59 +99,112 @@ pub fn extract(payload: &Payload, data: &DataDir, progress: Progress) -> Result<
         rehashed: plan.rehashed.clone(),
         ..ExtractReport::default()
     };
-    let mut records = BinManifest::default();
-    for (name, record) in &plan.unchanged {
-        records.files.insert(name.clone(), record.clone());
-    }
-
+    let mut records = BinManifest {
+        files: plan.unchanged.iter().cloned().collect(),
+    };
+    fix_modes(&bin, &plan.wrong_mode)?;
     if !plan.to_extract.is_empty() {
-        let needed: u64 = plan
-            .to_extract
-            .iter()
-            .filter_map(|name| manifest.file(name))
-            .map(|file| file.size)
-            .sum();
-        let mut staging = Staging::create(&bin, needed)?;
-        let mut meter = Meter::new(progress, needed);
-        for entry in &mut entries {
-            let mut entry = entry.map_err(|e| payload_read_error(payload, &e))?;
-            let file = listed_file(&entry, &manifest, payload)?;
-            if plan.to_extract.contains(&file.name) {
-                staging.write_verified(&mut entry, file, payload, &mut meter)?;
-            } else {
-                io::copy(&mut entry, &mut io::sink())
-                    .map_err(|e| payload_read_error(payload, &e))?;
-            }
-        }
-        meter.finish();
+        let mut staging = stage(&bin, &mut entries, &manifest, &plan, payload, progress)?;
         stream.finish()?;
         staging.sync_all()?;
-        for name in &plan.to_extract {
-            let file = manifest
-                .file(name)
-                .expect("planned files come from the manifest");
-            if !staging.holds(name) {
-                return Err(AssetsError::corrupt(
-                    payload.path(),
-                    format!("{name} is listed in its manifest but missing from it"),
-                ));
-            }
-            let meta = staging.commit(name, &bin)?;
-            records
-                .files
-                .insert(name.clone(), BinRecord::verified(file, &meta));
-            report.bytes_written += file.size;
+        for (name, record) in commit(&staging, &bin, &manifest, &plan, payload)? {
+            report.bytes_written += record.size;
             report.extracted.push(name.clone());
+            records.files.insert(name, record);
         }
-        sync_dir(&bin)?;
     }
-
     if records != previous {
         records.save(&manifest_path)?;
     }
     report.elapsed = started.elapsed();
     log_outcome(&report, &bin);
     Ok(report)
+}
+
+/// The payload's manifest, refused when its binaries are for another architecture.
+fn host_manifest<R: Read>(
+    entries: &mut tar::Entries<'_, R>,
+    payload: &Payload,
+) -> Result<PayloadManifest> {
+    let (manifest, _) = read_manifest_entry(entries, payload)?;
+    if manifest.arch != HOST_ARCH {
+        return Err(AssetsError::corrupt(
+            payload.path(),
+            format!(
+                "it holds {} binaries but this k0x runs on {HOST_ARCH}",
+                manifest.arch
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Streams the planned files into a new staging directory, each hashed as it is written; the
+/// other entries are read past, so the whole payload passes through its digest.
+fn stage<R: Read>(
+    bin: &Path,
+    entries: &mut tar::Entries<'_, R>,
+    manifest: &PayloadManifest,
+    plan: &Plan,
+    payload: &Payload,
+    progress: Progress,
+) -> Result<Staging> {
+    let needed: u64 = plan
+        .to_extract
+        .iter()
+        .filter_map(|name| manifest.file(name))
+        .map(|file| file.size)
+        .sum();
+    let mut staging = Staging::create(bin, needed)?;
+    let mut meter = Meter::new(progress, needed);
+    for entry in entries {
+        let mut entry = entry.map_err(|e| payload_read_error(payload, &e))?;
+        let file = listed_file(&entry, manifest, payload)?;
+        if plan.to_extract.contains(&file.name) {
+            staging.write_verified(&mut entry, file, payload, &mut meter)?;
+        } else {
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| payload_read_error(payload, &e))?;
+        }
+    }
+    meter.finish();
+    Ok(staging)
+}
+
+/// Renames every planned file from staging into `bin/`, once all of them are there; returns
+/// the record of each for `bin/.manifest`.
+fn commit(
+    staging: &Staging,
+    bin: &Path,
+    manifest: &PayloadManifest,
+    plan: &Plan,
+    payload: &Payload,
+) -> Result<Vec<(String, BinRecord)>> {
+    if let Some(missing) = plan.to_extract.iter().find(|name| !staging.holds(name)) {
+        return Err(AssetsError::corrupt(
+            payload.path(),
+            format!("{missing} is listed in its manifest but missing from it"),
+        ));
+    }
+    let mut committed = Vec::with_capacity(plan.to_extract.len());
+    for name in &plan.to_extract {
+        let file = manifest
+            .file(name)
+            .expect("planned files come from the manifest");
+        let meta = staging.commit(name, bin)?;
+        committed.push((name.clone(), BinRecord::verified(file, &meta)));
+    }
+    sync_dir(bin)?;
+    Ok(committed)
+}
+
+/// Gives files that are in place but lost their mode [`BINARY_MODE`] back.
+fn fix_modes(bin: &Path, names: &[String]) -> Result<()> {
+    for name in names {
+        let path = bin.join(name);
+        fs::set_permissions(&path, fs::Permissions::from_mode(BINARY_MODE))
+            .map_err(|e| AssetsError::io("cannot chmod", &path, e))?;
+    }
+    Ok(())
 }
 
 /// The path of component `name` in `bin/`, if it is there.
@@ -270,13 +319,18 @@ fn remove_stale_staging(bin: &Path) {
 struct Plan {
     unchanged: Vec<(String, BinRecord)>,
     rehashed: Vec<String>,
+    /// Of `unchanged`, those whose mode is not [`BINARY_MODE`].
+    wrong_mode: Vec<String>,
     to_extract: BTreeSet<String>,
 }
 
+/// Compares `bin/` with the payload's manifest, re-hashing files whose stat no longer matches
+/// their record; changes nothing.
 fn plan(bin: &Path, manifest: &PayloadManifest, previous: &BinManifest) -> Result<Plan> {
     let mut plan = Plan {
         unchanged: Vec::new(),
         rehashed: Vec::new(),
+        wrong_mode: Vec::new(),
         to_extract: BTreeSet::new(),
     };
     for file in &manifest.files {
@@ -297,8 +351,7 @@ fn plan(bin: &Path, manifest: &PayloadManifest, previous: &BinManifest) -> Resul
             continue;
         }
         if meta.permissions().mode() & 0o7777 != BINARY_MODE {
-            fs::set_permissions(&path, fs::Permissions::from_mode(BINARY_MODE))
-                .map_err(|e| AssetsError::io("cannot chmod", &path, e))?;
+            plan.wrong_mode.push(file.name.clone());
         }
         let record = match record {
             Some(r) if trusted => BinRecord {
@@ -406,7 +459,8 @@ impl Staging {
         }
     }
 
-    /// Streams `entry` into the staging dir, hashing as it goes; fsyncs, then checks the digest.
+    /// Streams `entry` into the staging dir, hashing as it goes; starts its writeback (the fsync
+    /// comes in [`Staging::sync_all`]), then checks the digest.
     fn write_verified(
         &mut self,
         entry: &mut impl Read,

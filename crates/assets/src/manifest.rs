@@ -87,11 +87,6 @@ impl PayloadManifest {
     pub fn file(&self, name: &str) -> Option<&PayloadFile> {
         self.files.iter().find(|file| file.name == name)
     }
-
-    /// Sum of all file sizes (the raw payload size).
-    pub fn raw_bytes(&self) -> u64 {
-        self.files.iter().map(|file| file.size).sum()
-    }
 }
 
 /// `bin/.manifest`: what k0x extracted and verified, keyed by file name.

@@ -204,11 +204,6 @@ impl RunDir {
         self.root.join(format!("{component}.pid"))
     }
 
-    /// The last status snapshot written by the server.
-    pub fn status_file(&self) -> PathBuf {
-        self.root.join("status")
-    }
-
     /// containerd's state directory and its socket, owned by k0x so a host containerd is untouched.
     pub fn containerd(&self) -> PathBuf {
         self.root.join("containerd")

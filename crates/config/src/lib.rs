@@ -8,6 +8,7 @@
 
 pub mod fsutil;
 pub mod layout;
+pub mod net;
 
 pub use layout::{DataDir, RunDir, pki_names};
 pub mod schema;
@@ -23,4 +24,5 @@ mod validate;
 pub use error::{ConfigErrors, Diagnostic, Severity};
 pub use k0s::K0S_ONLY_FIELDS;
 pub use load::{Checked, STDIN, check_file, check_yaml, source_name};
+pub use net::url_host;
 pub use validate::{COMPONENTS, Problem, is_dns_label, is_dns_name, is_node_name};

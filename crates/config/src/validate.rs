@@ -5,12 +5,13 @@
 //! The checks report field paths; the loader turns them into file positions.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::net::{DNS_SERVICE_OFFSET, host_address, longest_service_prefix};
 use crate::schema::{ClusterConfig, ExtraArgs, Network, Spec};
 
 /// Component names `spec.probes.timeoutSeconds` may name.
@@ -23,12 +24,6 @@ pub const COMPONENTS: &[&str] = &[
     "kubelet",
     "kube-proxy",
 ];
-
-/// Host bits the service CIDR needs at least: 16 addresses hold the network address, the
-/// apiserver's service IP (first) and the DNS service IP (tenth), with room to spare.
-const MIN_SERVICE_HOST_BITS: u8 = 4;
-/// Offset of the cluster DNS service IP in the service CIDR (kubeadm and k0s use the tenth).
-const DNS_SERVICE_OFFSET: u128 = 10;
 
 /// A semantic problem at a field path (`spec.network.podCIDR`, `spec.api.sans[1]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,29 +61,6 @@ impl ClusterConfig {
     }
 }
 
-impl Network {
-    /// The pod network. Valid for a configuration that passed validation (`load`, `from_yaml`,
-    /// `default`); panics naming the field for one that did not.
-    pub fn pod_net(&self) -> IpNet {
-        parse_cidr(&self.pod_cidr).expect("spec.network.podCIDR was validated")
-    }
-
-    /// The service network. Same contract as [`Network::pod_net`].
-    pub fn service_net(&self) -> IpNet {
-        parse_cidr(&self.service_cidr).expect("spec.network.serviceCIDR was validated")
-    }
-
-    /// The `kubernetes` service IP: the first address of the service CIDR (10.96.0.1).
-    pub fn apiserver_service_ip(&self) -> IpAddr {
-        nth_address(self.service_net(), 1)
-    }
-
-    /// The cluster DNS service IP: the tenth address of the service CIDR (10.96.0.10).
-    pub fn dns_service_ip(&self) -> IpAddr {
-        nth_address(self.service_net(), DNS_SERVICE_OFFSET)
-    }
-}
-
 impl Spec {
     /// How long to wait for `component` (`etcd`, `kube-apiserver`, ...) to become ready.
     pub fn probe_timeout(&self, component: &str) -> Duration {
@@ -105,20 +77,6 @@ impl Spec {
     pub fn restart_unhealthy_after(&self) -> Option<Duration> {
         let seconds = self.probes.restart_unhealthy_after_seconds;
         (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)))
-    }
-}
-
-fn parse_cidr(text: &str) -> Option<IpNet> {
-    IpNet::from_str(text).ok().filter(|net| net.trunc() == *net)
-}
-
-fn nth_address(net: IpNet, n: u128) -> IpAddr {
-    match net {
-        IpNet::V4(v4) => {
-            let offset = u32::try_from(n).expect("offsets are small");
-            IpAddr::V4(Ipv4Addr::from(u32::from(v4.network()) + offset))
-        }
-        IpNet::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6.network()) + n)),
     }
 }
 
@@ -311,20 +269,19 @@ fn check_network(network: &Network, problems: &mut Vec<Problem>) {
         "10.96.0.0/12",
         problems,
     );
-    if let Some(service) = service {
-        let host_bits = service.max_prefix_len() - service.prefix_len();
-        if host_bits < MIN_SERVICE_HOST_BITS {
-            problems.push(Problem::new(
-                "spec.network.serviceCIDR",
-                format!(
-                    "`{service}` has no room for the DNS service IP, the tenth address of the range"
-                ),
-                format!(
-                    "use a prefix of /{} or shorter, e.g. 10.96.0.0/12",
-                    service.max_prefix_len() - MIN_SERVICE_HOST_BITS
-                ),
-            ));
-        }
+    if let Some(service) = service
+        && host_address(service, DNS_SERVICE_OFFSET).is_none()
+    {
+        problems.push(Problem::new(
+            "spec.network.serviceCIDR",
+            format!(
+                "`{service}` has no room for the DNS service IP, the tenth address of the range"
+            ),
+            format!(
+                "use a prefix of /{} or shorter, e.g. 10.96.0.0/12",
+                longest_service_prefix(service)
+            ),
+        ));
     }
     if let (Some(pod), Some(service)) = (pod, service)
         && (pod.contains(&service.network()) || service.contains(&pod.network()))
@@ -463,24 +420,6 @@ mod tests {
     #[test]
     fn default_config_has_no_problems() {
         assert_eq!(ClusterConfig::default().problems(), Vec::new());
-    }
-
-    #[test]
-    fn service_ips_of_the_default_network() {
-        let network = Network::default();
-        assert_eq!(network.pod_net().to_string(), "10.244.0.0/16");
-        assert_eq!(network.apiserver_service_ip().to_string(), "10.96.0.1");
-        assert_eq!(network.dns_service_ip().to_string(), "10.96.0.10");
-    }
-
-    #[test]
-    fn service_ips_of_an_ipv6_network() {
-        let network = Network {
-            service_cidr: "fd00:10:96::/108".into(),
-            ..Network::default()
-        };
-        assert_eq!(network.apiserver_service_ip().to_string(), "fd00:10:96::1");
-        assert_eq!(network.dns_service_ip().to_string(), "fd00:10:96::a");
     }
 
     #[test]

@@ -14,23 +14,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::Error;
 use crate::api::ErrorResponse;
+use crate::http::{self, HttpResponse, Refusal, json_response, read_json};
 use crate::store::{StoreError, TokenInfo, TokenStore};
 use crate::token::Role;
 
 pub const PATH_TOKENS: &str = "/v1/tokens";
 pub const PATH_INVALIDATE: &str = "/v1/tokens/invalidate";
-const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,7 +134,7 @@ impl TokenAdmin {
     }
 
     /// Answers one admin request for a token path.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let answer = match (&method, path.as_str()) {
@@ -147,62 +147,27 @@ impl TokenAdmin {
                 Ok(ids) => to_answer(self.invalidate(&ids).await),
                 Err(refusal) => Err(refusal),
             },
-            _ => Err((
+            _ => Err(Refusal::new(
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}"),
             )),
         };
-        match answer {
-            Ok(body) => json_response(StatusCode::OK, body),
-            Err((status, error)) => {
-                tracing::warn!(%method, path, error, "admin request failed");
-                json_response(
-                    status,
-                    serde_json::to_vec(&ErrorResponse { error }).expect("json"),
-                )
-            }
-        }
+        answer.unwrap_or_else(|refusal| {
+            tracing::warn!(%method, path, error = refusal.message, "admin request failed");
+            refusal.into_response()
+        })
     }
 }
 
-type Refusal = (StatusCode, String);
-
-fn to_answer<T: Serialize>(result: Result<T, StoreError>) -> Result<Vec<u8>, Refusal> {
+fn to_answer<T: Serialize>(result: Result<T, StoreError>) -> Result<HttpResponse, Refusal> {
     match result {
-        Ok(value) => Ok(serde_json::to_vec(&value).expect("admin answers serialize")),
-        Err(StoreError::Invalid(why)) => Err((StatusCode::BAD_REQUEST, why)),
-        Err(err) => Err((StatusCode::SERVICE_UNAVAILABLE, err.to_string())),
+        Ok(value) => Ok(json_response(StatusCode::OK, &value)),
+        Err(StoreError::Invalid(why)) => Err(Refusal::new(StatusCode::BAD_REQUEST, why)),
+        Err(err) => Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            err.to_string(),
+        )),
     }
-}
-
-async fn read_json<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, Refusal> {
-    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("request body unreadable: {e}"),
-            )
-        })?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("request is not the expected JSON: {e}"),
-        )
-    })
-}
-
-/// A JSON answer with `status`.
-pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("static header"),
-    );
-    response
 }
 
 /// Binds the admin socket at `path` with mode 0600 (root only), replacing a stale socket left by
@@ -220,14 +185,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Answers the requests of an admin socket. [`TokenAdmin`] is one; the server composes it with
 /// its status endpoint into another.
 pub trait AdminHandler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        request: Request<Incoming>,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = HttpResponse> + Send;
 }
 
 impl AdminHandler for TokenAdmin {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
         TokenAdmin::handle(self, request).await
     }
 }
@@ -238,35 +200,19 @@ pub async fn serve<H: AdminHandler>(
     admin: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(%err, "admin socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    http::accept_until(listener, "admin socket", shutdown, |stream| {
         let admin = Arc::clone(&admin);
+        let answer = move |request| {
+            let admin = Arc::clone(&admin);
+            async move { AdminHandler::handle(&*admin, request).await }
+        };
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let admin = Arc::clone(&admin);
-                async move {
-                    Ok::<_, std::convert::Infallible>(AdminHandler::handle(&*admin, request).await)
-                }
-            });
-            if let Err(err) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(err) = http::serve_connection(stream, answer).await {
                 tracing::debug!(%err, "admin connection ended");
             }
         });
-    }
+    })
+    .await;
 }
 
 /// Why an admin call failed.
@@ -389,19 +335,24 @@ impl AdminClient {
 
 /// Parses a token expiry: `0` (never), or a duration as `k0x_pki::parse_duration_sum` reads it
 /// (`24h`, `1h30m`).
-pub fn parse_expiry(text: &str) -> Result<Duration, String> {
+pub fn parse_expiry(text: &str) -> Result<Duration, Error> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
     }
+    let refuse = |why: String| Error::Expiry {
+        text: text.to_owned(),
+        why,
+    };
     match k0x_pki::parse_duration_sum(text) {
-        None => Err(format!(
-            "--expiry {text:?} is not a duration: {}, or 0 for never",
+        None => Err(refuse(format!(
+            "is not a duration: {}, or 0 for never",
             k0x_pki::DURATION_HINT
-        )),
-        Some(expiry) if expiry.is_zero() => Err(format!(
-            "--expiry {text:?} is zero: write 0 for a token that never expires (not \
-             recommended), or a validity such as 24h"
+        ))),
+        Some(expiry) if expiry.is_zero() => Err(refuse(
+            "is zero: write 0 for a token that never expires (not recommended), or a validity \
+             such as 24h"
+                .to_owned(),
         )),
         Some(expiry) => Ok(expiry),
     }
@@ -413,15 +364,20 @@ mod tests {
 
     #[test]
     fn expiries_parse() {
-        assert_eq!(parse_expiry("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_expiry("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_expiry("1h30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(parse_expiry("7d"), Ok(Duration::from_secs(604_800)));
+        let expiry = |text| parse_expiry(text).unwrap();
+        assert_eq!(expiry("0"), Duration::ZERO);
+        assert_eq!(expiry("24h"), Duration::from_secs(86_400));
+        assert_eq!(expiry("1h30m"), Duration::from_secs(5_400));
+        assert_eq!(expiry("7d"), Duration::from_secs(604_800));
         for bad in ["", "24", "h", "1x", "0h", "-1h"] {
-            let err = parse_expiry(bad).unwrap_err();
-            assert!(err.contains("--expiry"), "{bad}: {err}");
+            let err = parse_expiry(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("--expiry {bad:?} ")),
+                "{bad}: {err}"
+            );
         }
-        assert!(parse_expiry("0h").unwrap_err().contains("is zero: write 0"));
+        let err = parse_expiry("0h").unwrap_err().to_string();
+        assert!(err.contains("is zero: write 0"), "{err}");
     }
 
     #[test]

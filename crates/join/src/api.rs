@@ -40,18 +40,14 @@ pub struct WorkerJoinRequest {
 pub struct WorkerSettings {
     /// kube-apiserver URLs (`https://addr:6443`).
     pub api_servers: Vec<String>,
-    pub cluster_dns: String,
     pub cluster_domain: String,
     pub pod_cidr: String,
-    /// The service CIDR (the kubelet derives nothing from it, but a worker's configuration must
-    /// agree with the controllers').
+    /// The service CIDR. The worker takes it into its configuration, so its kubelet's clusterDNS
+    /// is the controllers' DNS Service IP, the tenth address of this range (`k0x_config::net`).
     #[serde(default)]
     pub service_cidr: String,
     /// Image references by role (`pause`, `coredns`, ...).
     pub images: BTreeMap<String, String>,
-    /// Worker profile name, if the cluster uses one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker_profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -219,10 +219,10 @@ impl JoinClient {
         for url in &self.token.urls {
             match self.fetch_pinned_ca(url).await {
                 Ok(ca_pem) => {
-                    let config = crate::tls::verified_client_config(&ca_pem).map_err(|why| {
+                    let config = crate::tls::verified_client_config(&ca_pem).map_err(|err| {
                         JoinError::BadAnswer {
                             url: url.clone(),
-                            why,
+                            why: err.to_string(),
                         }
                     })?;
                     return Ok(Session {
@@ -271,7 +271,7 @@ impl JoinClient {
                 certs.len()
             )));
         }
-        let actual = ca_pin(&ca_pem).map_err(bad)?;
+        let actual = ca_pin(&ca_pem).map_err(|err| bad(err.to_string()))?;
         if actual != self.token.ca_sha256 {
             return Err(JoinError::PinMismatch {
                 url: url.to_string(),

@@ -8,10 +8,15 @@
 //! - [`client`]: pins the CA from the token, then joins over verified TLS; the node key stays local.
 //! - [`material`]: writes what a join returned into the data directory, all or nothing.
 //! - [`admin`]: `k0x token create|list|invalidate` over the admin socket.
+//! - [`http`]: what the join API and the admin socket share (accept loop, JSON bodies, answers).
+//!
+//! Setup failures (TLS material, CA pin, signing, a token expiry) are one [`Error`].
 
 pub mod admin;
 pub mod api;
 pub mod client;
+mod error;
+pub mod http;
 pub mod material;
 pub mod ratelimit;
 pub mod server;
@@ -21,6 +26,7 @@ pub mod tls;
 pub mod token;
 
 pub use client::{JoinClient, JoinError, WorkerJoin};
+pub use error::Error;
 pub use server::{JoinServer, JoinServerConfig};
 pub use signer::{ClientSubject, CsrSigner};
 pub use store::{NodeRegistry, TokenStore};

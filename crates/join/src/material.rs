@@ -1,14 +1,13 @@
 //! Writing what a join returned into the data directory, all or nothing.
 //!
-//! Every file is first written to a temporary file beside its target (mode set at creation,
-//! fsynced); only when all of them are written are they renamed into place, so a failure leaves
-//! no half-written key or a certificate without its key.
+//! The files of one join are written together by `k0x_config::fsutil::write_all_or_nothing`,
+//! so a failure leaves no half-written key or a certificate without its key.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 
+use k0x_config::fsutil::write_all_or_nothing;
 use k0x_config::{DataDir, layout, pki_names};
 
 use crate::api::{
@@ -29,7 +28,7 @@ pub struct WorkerFiles {
     pub ca_cert: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
-    /// [`WorkerSettings`] as JSON (API servers, cluster DNS and domain, pod CIDR, images...).
+    /// [`WorkerSettings`] as JSON (API servers, cluster domain, pod and service CIDRs, images...).
     pub settings: PathBuf,
 }
 
@@ -129,76 +128,12 @@ fn prepare_dirs(data: &DataDir) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes every `(path, contents, mode)` to a temp file, then renames them all into place.
-pub fn write_all_or_nothing<P: AsRef<Path>>(files: &[(P, &[u8], u32)]) -> io::Result<()> {
-    let mut staged = Vec::with_capacity(files.len());
-    for (path, contents, mode) in files {
-        match stage(path.as_ref(), contents, *mode) {
-            Ok(temp) => staged.push((temp, path.as_ref())),
-            Err(err) => {
-                for (temp, _) in &staged {
-                    let _ = fs::remove_file(temp);
-                }
-                return Err(io::Error::new(
-                    err.kind(),
-                    format!("writing {}: {err}", path.as_ref().display()),
-                ));
-            }
-        }
-    }
-    for (temp, path) in &staged {
-        fs::rename(temp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-    }
-    Ok(())
-}
-
-fn stage(path: &Path, contents: &[u8], mode: u32) -> io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let temp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = fs::remove_file(&temp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)?;
-    let written = file.write_all(contents).and_then(|()| file.sync_all());
-    if let Err(err) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(err);
-    }
-    Ok(temp)
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use super::*;
-
-    #[test]
-    fn writes_with_modes_and_leaves_no_temp_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let key = tmp.path().join("a.key");
-        let cert = tmp.path().join("a.crt");
-        write_all_or_nothing(&[
-            (&key, b"k".as_slice(), KEY_MODE),
-            (&cert, b"c", PUBLIC_MODE),
-        ])
-        .unwrap();
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&key), 0o600);
-        assert_eq!(mode(&cert), 0o644);
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 2);
-    }
 
     #[test]
     fn controller_secrets_round_trip_through_the_data_dir() {
@@ -227,17 +162,5 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data.pki_key("etcd/ca")), 0o600);
         assert_eq!(mode(&data.etcd_pki()), 0o700);
-    }
-
-    #[test]
-    fn a_failure_writes_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let good = tmp.path().join("good.key");
-        let bad = tmp.path().join("missing-dir/bad.key");
-        let err =
-            write_all_or_nothing(&[(&good, b"k".as_slice(), KEY_MODE), (&bad, b"x", KEY_MODE)])
-                .unwrap_err();
-        assert!(err.to_string().contains("missing-dir/bad.key"), "{err}");
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 }

@@ -4,38 +4,30 @@
 //! one controller works on all of them. Failures are answered with one clear line, logged with
 //! the source address and token id (never the secret), and drain the source's rate-limit bucket.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use k0x_etcd::Client;
 use k0x_etcd::members::{self, Retry};
 use rcgen::{CertificateSigningRequestParams, PublicKeyData};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::Error;
 use crate::api::{self, ControllerSecrets, WorkerSettings};
+use crate::http::{self, HEADER_TIMEOUT, HttpResponse, Refusal, json_response, read_json};
 use crate::ratelimit::{FailureLimiter, RateLimit};
 use crate::signer::{ClientSubject, CsrSigner};
 use crate::store::{AuthError, NodeError, NodeRegistry, TokenStore};
 use crate::token::Role;
 
-/// Largest request body accepted (a CSR is about 1 KiB).
-const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Time a client gets for the TLS handshake and for sending its request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one promote request waits for the learner before answering 409.
 const PROMOTE_WAIT: Retry = Retry {
     attempts: 10,
@@ -101,9 +93,9 @@ struct State {
 
 impl JoinServer {
     /// Checks the TLS material; nothing is bound yet.
-    pub fn new(config: JoinServerConfig) -> Result<Self, String> {
+    pub fn new(config: JoinServerConfig) -> Result<Self, Error> {
         let tls = crate::tls::server_config(&config.serving_cert_pem, &config.serving_key_pem)?;
-        crate::token::ca_pin(&config.ca_pem).map_err(|e| format!("cluster CA certificate: {e}"))?;
+        crate::token::ca_pin(&config.ca_pem)?;
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(tls)),
             state: Arc::new(State {
@@ -118,33 +110,22 @@ impl JoinServer {
     /// Serves connections from `listener` until `shutdown` completes. Connections in flight
     /// finish on their own.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                () = &mut shutdown => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(%err, "join API accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        http::accept_until(listener, "join API", shutdown, |(tcp, peer)| {
             let acceptor = self.acceptor.clone();
             let state = Arc::clone(&self.state);
             tokio::spawn(serve_connection(acceptor, state, tcp, peer));
-        }
+        })
+        .await;
     }
 }
 
 async fn serve_connection(
     acceptor: TlsAcceptor,
     state: Arc<State>,
-    tcp: tokio::net::TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(err)) => {
             tracing::debug!(source = %peer, %err, "join API TLS handshake failed");
@@ -155,38 +136,12 @@ async fn serve_connection(
             return;
         }
     };
-    let service = service_fn(move |request| {
+    let answer = move |request| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(route(&state, peer.ip(), request).await) }
-    });
-    let served = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
-    if let Err(err) = served {
+        async move { route(&state, peer.ip(), request).await }
+    };
+    if let Err(err) = http::serve_connection(tls, answer).await {
         tracing::debug!(source = %peer, %err, "join API connection ended");
-    }
-}
-
-/// A refused request: the answer for the client and what the log says.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    message: String,
-    token_id: Option<String>,
-    /// Counts against the source's rate limit.
-    failed_auth: bool,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            token_id: None,
-            failed_auth: false,
-        }
     }
 }
 
@@ -205,8 +160,6 @@ impl From<AuthError> for Refusal {
         }
     }
 }
-
-type HttpResponse = Response<Full<Bytes>>;
 
 async fn route(state: &State, source: IpAddr, request: Request<Incoming>) -> HttpResponse {
     let endpoint = request.uri().path().to_string();
@@ -238,12 +191,7 @@ fn refuse(state: &State, source: IpAddr, endpoint: &str, refusal: Refusal) -> Ht
         reason = %refusal.message,
         "join refused"
     );
-    json_response(
-        refusal.status,
-        &api::ErrorResponse {
-            error: refusal.message,
-        },
-    )
+    refusal.into_response()
 }
 
 /// Checks the rate limit and the bearer credential for a join as `role`; returns the token id.
@@ -270,25 +218,6 @@ async fn authenticate(
     state.tokens.validate(credential, role).await?;
     let id = credential.split_once('.').map_or("", |(id, _)| id);
     Ok(id.to_string())
-}
-
-async fn read_json<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, Refusal> {
-    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("request body unreadable: {e}"),
-            )
-        })?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("request body is not the expected JSON: {e}"),
-        )
-    })
 }
 
 async fn join_worker(
@@ -340,10 +269,10 @@ async fn issue_kubelet_certificate(
             NodeError::Store(e) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
     let subject = ClientSubject::kubelet(&join.node_name);
-    let internal = |why: String| {
+    let internal = |why: Error| {
         tracing::error!(
             node = join.node_name,
-            why,
+            %why,
             "signing a kubelet certificate failed"
         );
         Refusal::new(
@@ -356,7 +285,7 @@ async fn issue_kubelet_certificate(
         .signer
         .sign_client_csr(&join.csr, &subject)
         .map_err(internal)?;
-    check_issued(&certificate, &subject, &spki).map_err(internal)?;
+    check_issued(&certificate, &subject, &spki).map_err(|why| internal(Error::Signing(why)))?;
     Ok(certificate)
 }
 
@@ -386,21 +315,16 @@ fn check_issued(cert_pem: &str, subject: &ClientSubject, spki: &[u8]) -> Result<
     Ok(())
 }
 
-/// Node names are Kubernetes object names: RFC 1123 subdomains.
+/// The node name a worker asks for, under the one rule of [`k0x_config::is_node_name`].
 fn validate_node_name(name: &str) -> Result<(), String> {
-    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if name.is_empty()
-        || name.len() > 253
-        || !name.chars().all(valid_char)
-        || !alnum(name.chars().next())
-        || !alnum(name.chars().last())
-    {
-        return Err(format!(
-            "node name {name:?} is not a valid Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253): set --node-name or the hostname"
-        ));
+    if k0x_config::is_node_name(name) {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "node name {name:?} is not a valid Kubernetes node name (a lowercase RFC 1123 subdomain: \
+         labels of letters, digits and inner '-', at most 63 characters each, 253 in all): the \
+         joining node uses its host name, lower-cased; set a valid one with hostnamectl"
+    ))
 }
 
 async fn join_controller(
@@ -498,18 +422,6 @@ fn pem_response(pem: &str) -> HttpResponse {
     response
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec(body).expect("responses serialize"),
-    )));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/json".parse().expect("static header"),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,7 +429,17 @@ mod tests {
     #[test]
     fn node_names_follow_kubernetes_rules() {
         assert!(validate_node_name("worker-1.example").is_ok());
-        for bad in ["", "Worker", "-a", "a-", "a_b", &"a".repeat(254)] {
+        let long_label = format!("{}.example", "a".repeat(64));
+        for bad in [
+            "",
+            "Worker",
+            "-a",
+            "a-",
+            "a_b",
+            "a..b",
+            &long_label,
+            &"a".repeat(254),
+        ] {
             assert!(validate_node_name(bad).is_err(), "{bad:?}");
         }
     }

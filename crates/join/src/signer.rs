@@ -7,6 +7,8 @@
 use k0x_pki::{CertSpec, CertificateAuthority};
 use rcgen::CertificateSigningRequestParams;
 
+use crate::Error;
+
 /// The subject the server issues, whatever the CSR asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSubject {
@@ -27,18 +29,18 @@ impl ClientSubject {
 /// Signs a CSR (PEM, signature already verified by the server) as a TLS client certificate with
 /// exactly `subject`, returning the certificate PEM.
 pub trait CsrSigner: Send + Sync {
-    fn sign_client_csr(&self, csr_pem: &str, subject: &ClientSubject) -> Result<String, String>;
+    fn sign_client_csr(&self, csr_pem: &str, subject: &ClientSubject) -> Result<String, Error>;
 }
 
 /// The cluster CA of the pki crate signs as the join server asks: only the CSR's public key is
 /// used, subject and usages are the server's.
 impl CsrSigner for CertificateAuthority {
-    fn sign_client_csr(&self, csr_pem: &str, subject: &ClientSubject) -> Result<String, String> {
-        let csr =
-            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| format!("CSR: {e}"))?;
+    fn sign_client_csr(&self, csr_pem: &str, subject: &ClientSubject) -> Result<String, Error> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Error::Signing(format!("CSR: {e}")))?;
         let organizations: Vec<&str> = subject.organizations.iter().map(String::as_str).collect();
         let spec = CertSpec::client(subject.common_name.as_str(), &organizations);
         self.sign(&spec, &csr.public_key, k0x_pki::LEAF_VALIDITY)
-            .map_err(|e| format!("signing: {e}"))
+            .map_err(|e| Error::Signing(e.to_string()))
     }
 }

@@ -27,7 +27,7 @@ const CAS_ATTEMPTS: u32 = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     pub role: Role,
-    /// Salted sha256 (hex) of the secret, see [`secret_hash`].
+    /// Salted sha256 (hex) of the secret, see `secret_hash`.
     pub hash: String,
     /// Unix seconds.
     pub created: u64,
@@ -393,7 +393,7 @@ impl NodeRegistry {
 }
 
 /// Salted hash of a token secret: sha256("k0x-join-token\0" + id + "\0" + secret), hex.
-pub fn secret_hash(id: &str, secret: &str) -> String {
+fn secret_hash(id: &str, secret: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"k0x-join-token\0");
     hasher.update(id.as_bytes());
@@ -403,7 +403,7 @@ pub fn secret_hash(id: &str, secret: &str) -> String {
 }
 
 /// Compares two byte strings in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -11,28 +11,30 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
+use crate::Error;
+
 /// The serving configuration: the controller's certificate (signed by the cluster CA), no client
 /// certificates (joining nodes have none yet; they authenticate with the token).
-pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
-    let chain = parse_certs(cert_pem).map_err(|e| format!("join API certificate: {e}"))?;
-    let key = parse_key(key_pem).map_err(|e| format!("join API key: {e}"))?;
+pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, Error> {
+    let chain = parse_certs(cert_pem).map_err(Error::tls("join API certificate"))?;
+    let key = parse_key(key_pem).map_err(Error::tls("join API key"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Error::tls("join API TLS versions")(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("join API certificate and key: {e}"))?;
+        .map_err(|e| Error::tls("join API certificate and key")(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
 /// A client configuration trusting only `ca_pem`.
-pub fn verified_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, String> {
+pub fn verified_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in parse_certs(ca_pem)? {
+    for cert in parse_certs(ca_pem).map_err(Error::tls("cluster CA certificate"))? {
         roots
             .add(cert)
-            .map_err(|e| format!("unusable CA certificate: {e}"))?;
+            .map_err(|e| Error::tls("unusable CA certificate")(e.to_string()))?;
     }
     Ok(client_config_builder()
         .with_root_certificates(roots)

@@ -312,8 +312,8 @@ pub fn split_bearer(credential: &str) -> Option<(&str, &str)> {
 }
 
 /// sha256 (lowercase hex) of the CA certificate's DER: the pin a token carries (the pki crate's rule).
-pub fn ca_pin(ca_pem: &str) -> Result<String, String> {
-    k0x_pki::ca_pin(ca_pem).map_err(|e| e.to_string())
+pub fn ca_pin(ca_pem: &str) -> Result<String, crate::Error> {
+    k0x_pki::ca_pin(ca_pem).map_err(crate::Error::CaPin)
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use k0x_config::{ClusterConfig, DataDir, RunDir};
 use k0x_supervisor::{HealthPolicy, Probe, ProbeTiming, Readiness};
@@ -106,16 +105,10 @@ impl NodeContext {
 
     /// Readiness for `component` with the timeout from `spec.probes`.
     pub(crate) fn readiness(&self, component: &str, probe: Probe) -> Readiness {
-        let probes = &self.config.spec.probes;
-        let seconds = probes
-            .timeout_seconds
-            .get(component)
-            .copied()
-            .unwrap_or(probes.default_timeout_seconds);
         Readiness {
             probe,
             timing: ProbeTiming {
-                timeout: Duration::from_secs(u64::from(seconds)),
+                timeout: self.config.spec.probe_timeout(component),
                 ..ProbeTiming::default()
             },
             health: HealthPolicy {
@@ -230,6 +223,8 @@ fn resolv_conf() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -8,12 +8,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use k0x_config::layout::PRIVATE_DIR_MODE;
-use k0x_config::pki_names;
+use k0x_config::{pki_names, url_host};
 use k0x_supervisor::{Probe, Spec};
 
 use crate::args::Flags;
 use crate::files::DirSpec;
-use crate::net::{parse_ip, url_host};
+use crate::net::parse_ip;
 use crate::{Component, EtcdMembership, NodeContext, NodeError};
 
 pub(crate) const NAME: &str = "etcd";

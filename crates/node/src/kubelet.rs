@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::Flags;
 use crate::files::{DirSpec, RenderedFile};
-use crate::{Component, NodeContext, NodeError, containerd, net, paths};
+use crate::{Component, NodeContext, NodeError, containerd, paths};
 
 pub(crate) const NAME: &str = "kubelet";
 
@@ -46,7 +46,7 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
         },
         "authorization": { "mode": "Webhook" },
         "cgroupDriver": ctx.node.cgroup_driver.as_str(),
-        "clusterDNS": [net::cluster_dns(&network.service_cidr)?.to_string()],
+        "clusterDNS": [network.dns_service_ip().to_string()],
         "clusterDomain": network.cluster_domain,
         "containerRuntimeEndpoint": format!("unix://{}", ctx.run.containerd_socket().display()),
         "rotateCertificates": true,

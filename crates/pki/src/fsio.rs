@@ -1,10 +1,12 @@
-//! File writes that never leave half a key behind: a temporary file in the target directory,
-//! created with its final mode, fsynced, then renamed over (or hard-linked to) the target.
+//! The PKI's file access: the atomic writes of `k0x_config::fsutil` (exclusive temporary file,
+//! mode set before content, fsynced, renamed over or hard-linked to the target), with errors
+//! that name the file, and the reads and mode checks of existing material.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
+
+use k0x_config::fsutil;
 
 use crate::error::{PkiError, Result};
 
@@ -15,28 +17,22 @@ pub const PUBLIC_MODE: u32 = 0o644;
 
 /// Replaces `path` atomically with `contents`, created with `mode`, and makes it durable.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    replace_unsynced(path, contents, mode)?;
-    sync_parent(path)
+    fsutil::write_atomic(path, contents, mode).map_err(|err| PkiError::io("write", path, err))
 }
 
-/// Like [`write_atomic`], but the caller syncs the directory afterwards ([`sync_dir`]): many
-/// files written into one directory then cost one directory sync instead of one each. Until
-/// then a crash may lose the rename, never leave a partial file.
+/// Like [`write_atomic`], but the caller syncs the directory afterwards ([`sync_dir`]).
 pub fn replace_unsynced(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let temp = write_temp(path, contents, mode)?;
-    fs::rename(&temp, path).map_err(|err| {
-        let _ = fs::remove_file(&temp);
-        PkiError::io("replace", path, err)
-    })
+    fsutil::replace_unsynced(path, contents, mode).map_err(|err| PkiError::io("write", path, err))
 }
 
 /// Creates `path` with `contents` and `mode`, failing if it already exists (never clobbers).
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let temp = write_temp(path, contents, mode)?;
-    let linked = fs::hard_link(&temp, path);
-    let _ = fs::remove_file(&temp);
-    linked.map_err(|err| PkiError::io("create", path, err))?;
-    sync_parent(path)
+    fsutil::write_new(path, contents, mode).map_err(|err| PkiError::io("create", path, err))
+}
+
+/// Makes the entries of `dir` (renames into it) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fsutil::sync_dir(dir).map_err(|err| PkiError::io("sync", dir, err))
 }
 
 /// Makes the secret at `path` readable by its owner only when group or others may access it;
@@ -69,49 +65,6 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(PkiError::io("read", path, err)),
     }
-}
-
-fn write_temp(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf> {
-    let temp = temp_path(path);
-    let result = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&temp)
-        .and_then(|mut file| {
-            file.write_all(contents)?;
-            file.sync_all()
-        });
-    match result {
-        Ok(()) => Ok(temp),
-        Err(err) => {
-            let _ = fs::remove_file(&temp);
-            Err(PkiError::io("write", path, err))
-        }
-    }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(Default::default, |n| n.to_string_lossy());
-    let nonce: u64 = rand::random();
-    path.with_file_name(format!(".{name}.{}.{nonce:016x}.tmp", std::process::id()))
-}
-
-/// Makes the rename durable: without syncing the directory a crash may forget the new entry.
-fn sync_parent(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
-        _ => sync_dir(Path::new(".")),
-    }
-}
-
-/// Makes the entries of `dir` (renames into it) durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|err| PkiError::io("sync", dir, err))
 }
 
 #[cfg(test)]

@@ -590,7 +590,7 @@ mod tests {
     use super::*;
 
     fn request() -> PkiRequest {
-        let mut req = PkiRequest::from_config(&k0x_config::ClusterConfig::default()).unwrap();
+        let mut req = PkiRequest::from_config(&k0x_config::ClusterConfig::default());
         req.host_addresses = vec!["192.0.2.10".parse().unwrap()];
         req.api_address = Some("192.0.2.10".into());
         req.sans = vec!["API.example.com".into(), "198.51.100.1".into()];

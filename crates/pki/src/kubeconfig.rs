@@ -66,7 +66,7 @@ pub struct Kubeconfig {
 
 impl Kubeconfig {
     /// The context name: `user@cluster`.
-    pub fn context_name(&self) -> String {
+    fn context_name(&self) -> String {
         format!("{}@{}", self.user_name, self.cluster_name)
     }
 

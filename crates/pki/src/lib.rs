@@ -38,8 +38,7 @@ pub use names::{
     validate_node_name, validate_user_name,
 };
 pub use request::{
-    CA_VALIDITY, LEAF_VALIDITY, PkiRequest, first_service_ip, host_addresses, hostname,
-    public_api_url,
+    CA_VALIDITY, LEAF_VALIDITY, PkiRequest, host_addresses, hostname, public_api_url,
 };
 pub use shared::{CaPair, ControllerSecrets};
 pub use user::{UserRequest, admin_kubeconfig, user_kubeconfig};

@@ -3,12 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
-use k0x_config::ClusterConfig;
 use k0x_config::schema::KeyType;
+use k0x_config::{ClusterConfig, url_host};
 use time::Duration;
-
-use crate::error::{PkiError, Result};
 
 /// Validity of a CA.
 pub const CA_VALIDITY: Duration = Duration::days(3650);
@@ -45,13 +42,13 @@ pub struct PkiRequest {
 
 impl PkiRequest {
     /// The request for this host under `config`.
-    pub fn from_config(config: &ClusterConfig) -> Result<Self> {
+    pub fn from_config(config: &ClusterConfig) -> Self {
         let spec = &config.spec;
         let hostname = hostname();
-        Ok(Self {
+        Self {
             cluster_name: config.metadata.name.clone(),
             cluster_domain: spec.network.cluster_domain.clone(),
-            service_ip: first_service_ip(&spec.network.service_cidr)?,
+            service_ip: spec.network.apiserver_service_ip(),
             api_address: Some(spec.api.address.trim().to_owned()).filter(|a| !a.is_empty()),
             sans: spec.api.sans.clone(),
             host_addresses: host_addresses(),
@@ -62,23 +59,8 @@ impl PkiRequest {
             renew_before: Duration::days(i64::from(spec.pki.renew_before_days)),
             ca_validity: CA_VALIDITY,
             leaf_validity: LEAF_VALIDITY,
-        })
+        }
     }
-}
-
-/// The first usable address of `cidr` (10.96.0.0/12 -> 10.96.0.1).
-pub fn first_service_ip(cidr: &str) -> Result<IpAddr> {
-    let net: IpNet = cidr.trim().parse().map_err(|_| {
-        PkiError::Input(format!(
-            "spec.network.serviceCIDR {cidr:?} is not a CIDR; write e.g. 10.96.0.0/12"
-        ))
-    })?;
-    net.hosts().find(|ip| *ip != net.network()).ok_or_else(|| {
-        PkiError::Input(format!(
-            "spec.network.serviceCIDR {cidr:?} has no room for a service address; use a \
-                 prefix of /28 or shorter"
-        ))
-    })
 }
 
 /// The host's addresses other than loopback and link-local, deduplicated and sorted.
@@ -126,18 +108,17 @@ pub fn hostname() -> String {
 pub fn public_api_url(config: &ClusterConfig, host_addresses: &[IpAddr]) -> String {
     let api = &config.spec.api;
     let host = match api.address.trim() {
-        "" => host_addresses
-            .iter()
-            .find(|ip| ip.is_ipv4())
-            .or(host_addresses.first())
-            .copied()
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            .to_string(),
-        address => address.to_owned(),
-    };
-    let host = match host.parse::<Ipv6Addr>() {
-        Ok(v6) => format!("[{v6}]"),
-        Err(_) => host,
+        "" => url_host(
+            host_addresses
+                .iter()
+                .find(|ip| ip.is_ipv4())
+                .or(host_addresses.first())
+                .copied()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ),
+        address => address
+            .parse()
+            .map_or_else(|_| address.to_owned(), url_host),
     };
     format!("https://{host}:{}", api.port)
 }
@@ -147,23 +128,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn service_ip_is_the_first_host_of_the_cidr() {
-        assert_eq!(
-            first_service_ip("10.96.0.0/12").unwrap().to_string(),
-            "10.96.0.1"
-        );
-        assert_eq!(
-            first_service_ip("fd00:10::/108").unwrap().to_string(),
-            "fd00:10::1"
-        );
-        let err = first_service_ip("10.96.0.0").unwrap_err().to_string();
-        assert!(err.contains("spec.network.serviceCIDR"), "{err}");
-        assert!(first_service_ip("10.0.0.1/32").is_err());
-    }
-
-    #[test]
     fn from_default_config() {
-        let req = PkiRequest::from_config(&ClusterConfig::default()).unwrap();
+        let req = PkiRequest::from_config(&ClusterConfig::default());
+        assert_eq!(req.service_ip.to_string(), "10.96.0.1");
         assert_eq!(req.cluster_domain, "cluster.local");
         assert_eq!(req.local_api_url, "https://127.0.0.1:6443");
         assert_eq!(req.renew_before, Duration::days(90));

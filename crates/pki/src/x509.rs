@@ -90,7 +90,7 @@ impl CertInfo {
 }
 
 /// SANs in a comparable form: `DNS:name` and `IP:address`.
-pub fn san_set(cert: &X509Certificate<'_>) -> BTreeSet<String> {
+fn san_set(cert: &X509Certificate<'_>) -> BTreeSet<String> {
     let Ok(Some(ext)) = cert.subject_alternative_name() else {
         return BTreeSet::new();
     };

@@ -15,7 +15,7 @@ use k0x_pki::{Action, Kubeconfig, PkiRequest, UserRequest, ensure_pki, user_kube
 use time::Duration;
 
 fn request() -> PkiRequest {
-    let mut req = PkiRequest::from_config(&ClusterConfig::default()).unwrap();
+    let mut req = PkiRequest::from_config(&ClusterConfig::default());
     req.hostname = "ctrl-1".into();
     req.node_name = "ctrl-1".into();
     req

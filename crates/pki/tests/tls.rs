@@ -92,7 +92,7 @@ fn server_verdict(server: Arc<ServerConfig>, kubeconfig: &Kubeconfig) -> Result<
 
 fn init(dir: &Path, key_type: KeyType) -> DataDir {
     let data = DataDir::new(dir);
-    let mut req = PkiRequest::from_config(&ClusterConfig::default()).unwrap();
+    let mut req = PkiRequest::from_config(&ClusterConfig::default());
     req.key_type = key_type;
     ensure_pki(&data, &req).unwrap();
     data

@@ -48,7 +48,7 @@ pub fn run_checks(host: &dyn Host, options: &Options) -> Report {
     );
     checks.push(exec_allowed(host, options).fatal_if(true));
     checks.push(clock(host).fatal_if(true));
-    checks.push(node_name(host, options.node_name.as_deref()).fatal_if(worker));
+    checks.push(node_name(host).fatal_if(worker));
     Report { checks }
 }
 
@@ -310,45 +310,35 @@ fn civil_date(unix: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// The node name the kubelet registers: an explicit one, or the hostname.
-fn node_name(host: &dyn Host, explicit: Option<&str>) -> Check {
-    let (id, name) = match explicit {
-        Some(name) => ("node-name", name.to_owned()),
-        None => match host.hostname() {
-            Ok(name) => ("hostname", name),
-            Err(err) => {
-                return Check::fail(
-                    "hostname",
-                    format!("unreadable: {err}"),
-                    "set a hostname with hostnamectl set-hostname NAME",
-                );
-            }
-        },
-    };
-    let fix = match explicit {
-        Some(_) => "choose a node name of a-z, 0-9, '-' and '.'".to_owned(),
-        None => "set a valid hostname with hostnamectl set-hostname NAME".to_owned(),
+/// The node name the kubelet registers: the hostname, lower-cased.
+fn node_name(host: &dyn Host) -> Check {
+    let name = match host.hostname() {
+        Ok(name) => name,
+        Err(err) => {
+            return Check::fail(
+                "hostname",
+                format!("unreadable: {err}"),
+                "set a hostname with hostnamectl set-hostname NAME",
+            );
+        }
     };
     let lower = name.to_ascii_lowercase();
     if !k0x_config::is_node_name(&lower) {
         Check::fail(
-            id,
+            "hostname",
             format!(
                 "{name:?} is not a valid node name (RFC 1123: a-z, 0-9, '-', '.', at most 253 characters)"
             ),
-            fix,
+            "set a valid hostname with hostnamectl set-hostname NAME",
         )
     } else if lower != name {
         Check::warn(
-            id,
+            "hostname",
             format!("{name:?} has upper case letters; the node registers as {lower:?}"),
-            match explicit {
-                Some(_) => format!("use {lower}"),
-                None => format!("hostnamectl set-hostname {lower}"),
-            },
+            format!("hostnamectl set-hostname {lower}"),
         )
     } else {
-        Check::pass(id, name)
+        Check::pass("hostname", name)
     }
 }
 
@@ -538,16 +528,9 @@ mod tests {
         assert_eq!(check(&host, "hostname").status, Status::Fail);
         host.hostname = "pi-4.lan".into();
         assert_eq!(check(&host, "hostname").status, Status::Pass);
-
-        let mut named = options();
-        named.node_name = Some("edge_1".into());
-        let c = find(&run_checks(&host, &named), "node-name").clone();
+        host.hostname = "a..b".into();
+        let c = find(&run_checks(&host, &options()), "hostname").clone();
         assert_eq!((c.status, c.fatal), (Status::Fail, true));
-        named.node_name = Some("edge-1".into());
-        assert_eq!(
-            find(&run_checks(&host, &named), "node-name").status,
-            Status::Pass
-        );
     }
 
     #[test]

@@ -111,8 +111,6 @@ pub struct Options {
     pub worker: bool,
     /// Ports that must be free, with the component that needs each.
     pub ports: Vec<(u16, &'static str)>,
-    /// The node name when it is set explicitly; the hostname is checked otherwise.
-    pub node_name: Option<String>,
 }
 
 /// Ports the controller components listen on by default.
@@ -146,7 +144,6 @@ impl Options {
             controller,
             worker,
             ports,
-            node_name: None,
         }
     }
 }

@@ -86,12 +86,10 @@ impl Drop for JoinApi {
 pub fn worker_settings() -> WorkerSettings {
     WorkerSettings {
         api_servers: vec!["https://127.0.0.1:6443".into()],
-        cluster_dns: "10.96.0.10".into(),
         cluster_domain: "cluster.local".into(),
         pod_cidr: "10.244.0.0/16".into(),
         service_cidr: "10.96.0.0/12".into(),
         images: [("pause".to_string(), "k0x.io/pause:3.10-k0x".to_string())].into(),
-        worker_profile: Some("default".into()),
     }
 }
 

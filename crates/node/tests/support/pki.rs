@@ -75,7 +75,7 @@ pub enum Usage {
 /// Writes the node's PKI with the pki crate, as the server does, for a node called `node` whose
 /// only host address is `address`.
 pub fn generate(data: &DataDir, node: &str, address: &str) {
-    let mut request = PkiRequest::from_config(&ClusterConfig::default()).unwrap();
+    let mut request = PkiRequest::from_config(&ClusterConfig::default());
     request.node_name = node.to_owned();
     request.hostname = node.to_owned();
     request.host_addresses = vec![address.parse().unwrap()];
