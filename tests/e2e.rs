@@ -95,6 +95,20 @@ fn drop_archives(node: &Node, busybox: &std::path::Path) {
     std::fs::write(images.join("broken.tar"), "not an image").unwrap();
 }
 
+/// An archive dropped into `<data-dir>/images/` while the node runs is imported.
+fn archive_added_later_is_imported(node: &Node, busybox: &std::path::Path) {
+    let archive = node.layout().images().join("later.tar");
+    let partial = archive.with_extension("part");
+    k0x_testkit::image::busybox_image(busybox, "k0x.test/busybox:later", &partial).unwrap();
+    std::fs::rename(&partial, &archive).unwrap();
+    let imported = common::wait_until(|| {
+        node.log()
+            .lines()
+            .any(|l| l.contains("image archive imported") && l.contains("later.tar"))
+    });
+    assert!(imported, "later.tar was not imported:\n{}", node.log());
+}
+
 fn wait_node_ready(node: &Node) {
     let ready = common::wait_until(|| {
         let jsonpath = "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}";
@@ -401,6 +415,8 @@ fn node_becomes_ready_and_runs_a_deployment() {
         "a controller+worker takes ordinary pods, but the node has taints {}",
         taints()
     );
+
+    archive_added_later_is_imported(&node, &tools[0]);
 
     let workload = WorkloadGuard(&node);
     run_deployment(&node);

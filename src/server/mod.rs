@@ -23,6 +23,7 @@ use k0x_assets::{Payload, Progress};
 use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
+use k0x_node::images::ArchiveWatch;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
 use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig, SystemHost};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -220,7 +221,10 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
         _ = signals.recv() => None,
     };
     let outcome = match started {
-        Some(Ok(())) => {
+        Some(Ok(archives)) => {
+            if let Some(archives) = archives {
+                tokio::spawn(watch_archives(plan.ctx.clone(), archives, stopped()));
+            }
             tracing::info!(
                 "all {} components ready; {} not started",
                 plan.specs.len(),
@@ -249,11 +253,12 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
 }
 
 /// Starts every component in order; the kubelet only after the images are imported, since the
-/// first thing it asks containerd for is the sandbox image.
+/// first thing it asks containerd for is the sandbox image. Returns the watch of the user's
+/// image archives on a worker.
 async fn start_components(
     supervisor: &mut Supervisor<SystemHost>,
     plan: &Plan,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<ArchiveWatch>> {
     let (first, later): (Vec<_>, Vec<_>) = plan
         .specs
         .iter()
@@ -261,14 +266,42 @@ async fn start_components(
         .partition(|spec| spec.name != k0x_node::images::NEEDED_BY);
     supervisor.start(first).await?;
     if later.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let ctx = plan.ctx.clone();
-    tokio::task::spawn_blocking(move || k0x_node::import_images(&ctx))
+    let archives = tokio::task::spawn_blocking(move || k0x_node::import_images(&ctx))
         .await
         .context("the image import task failed")??;
     supervisor.start(later).await?;
-    Ok(())
+    Ok(Some(archives))
+}
+
+/// How often a worker looks for image archives added to `<data-dir>/images/`.
+const ARCHIVE_LOOK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Imports the archives added to or changed in `<data-dir>/images/` until k0x stops.
+async fn watch_archives(
+    ctx: NodeContext,
+    mut archives: ArchiveWatch,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(ARCHIVE_LOOK_INTERVAL) => {}
+        }
+        let ctx = ctx.clone();
+        match tokio::task::spawn_blocking(move || {
+            archives.import_changed(&ctx);
+            archives
+        })
+        .await
+        {
+            Ok(watch) => archives = watch,
+            Err(err) => return tracing::error!("the image archive watch ended: {err}"),
+        }
+    }
 }
 
 /// Serves the join API (on controllers) until a stop signal.

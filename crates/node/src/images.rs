@@ -6,13 +6,16 @@
 //! imports it into containerd's `k8s.io` namespace, under the reference containerd pins as its
 //! sandbox image (`spec.images.pause`). Only references in k0x's own domain are built: any other
 //! reference names an image the user brings. The user's archives in `<data-dir>/images/*.tar`
-//! (k0s's convention) are imported next; a bad one is reported in one line and skipped, so one
+//! (k0s's convention) are imported next, and while the node runs, each archive added or changed
+//! there is imported too ([`ArchiveWatch`]); a bad one is reported in one line and skipped, so one
 //! broken file never keeps a node from running its other pods. The import uses the `ctr` that
 //! comes with containerd, the tool containerd documents for it.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use k0x_config::schema::Images;
 use k0x_images::{File, Image, Platform, RunConfig, Source};
@@ -144,40 +147,91 @@ fn ctr_import(ctx: &NodeContext, archive: &Path) -> Result<(), String> {
     ))
 }
 
-/// The `*.tar` files in `<data-dir>/images/`, in name order (none when it does not exist).
-fn user_archives(dir: &Path) -> Vec<PathBuf> {
+/// The `*.tar` files in `<data-dir>/images/` with their size and mtime, in name order (none
+/// when it does not exist).
+fn user_archives(dir: &Path) -> Vec<(PathBuf, FileStamp)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut archives: Vec<PathBuf> = entries
+    let mut archives: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tar") && p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .filter_map(|p| {
+            let meta = p.metadata().ok().filter(fs::Metadata::is_file)?;
+            Some((p, (meta.len(), meta.modified().ok()?)))
+        })
         .collect();
     archives.sort();
     archives
 }
 
+/// A file's size and modification time: a changed stamp means a changed file.
+type FileStamp = (u64, SystemTime);
+
+/// The user's archives the node has already imported (or refused), so only new and changed ones
+/// are imported while it runs. A file is imported once its stamp held still between two looks:
+/// an archive still being copied in is not read half-written.
+#[derive(Debug, Default)]
+pub struct ArchiveWatch {
+    imported: BTreeMap<PathBuf, FileStamp>,
+    settling: BTreeMap<PathBuf, FileStamp>,
+}
+
+impl ArchiveWatch {
+    /// Imports the archives that are new or changed since the last look and have held still
+    /// since the one before. Each failure is one warning; the node goes on. Blocks while `ctr`
+    /// runs.
+    pub fn import_changed(&mut self, ctx: &NodeContext) {
+        let current = user_archives(&ctx.data.images());
+        let mut settling = BTreeMap::new();
+        for (archive, stamp) in current {
+            if self.imported.get(&archive) == Some(&stamp) {
+                continue;
+            }
+            if self.settling.get(&archive) != Some(&stamp) {
+                settling.insert(archive, stamp);
+                continue;
+            }
+            import_archive(ctx, &archive);
+            self.imported.insert(archive, stamp);
+        }
+        self.settling = settling;
+    }
+
+    /// Imports every archive there is now, as a worker does at start.
+    fn import_all(&mut self, ctx: &NodeContext) {
+        for (archive, stamp) in user_archives(&ctx.data.images()) {
+            import_archive(ctx, &archive);
+            self.imported.insert(archive, stamp);
+        }
+    }
+}
+
+fn import_archive(ctx: &NodeContext, archive: &Path) {
+    match ctr_import(ctx, archive) {
+        Ok(()) => tracing::info!(archive = %archive.display(), "image archive imported"),
+        Err(reason) => tracing::warn!(
+            archive = %archive.display(),
+            "image archive not imported: {reason}; replace or remove the file"
+        ),
+    }
+}
+
 /// Puts every image the node's pods need into containerd: the images k0x builds (an error with
 /// the sandbox image stops the start: no pod could run), then the user's archives (each failure
-/// is one warning). containerd must be running. Blocks while `ctr` runs.
-pub fn import_images(ctx: &NodeContext) -> Result<(), NodeError> {
+/// is one warning). Returns the watch that imports the archives added later. containerd must
+/// be running. Blocks while `ctr` runs.
+pub fn import_images(ctx: &NodeContext) -> Result<ArchiveWatch, NodeError> {
     for image in K0X_IMAGES {
         match image.import(ctx) {
             Err(err) if !image.required => tracing::warn!("{err}; its pods cannot start"),
             result => result?,
         }
     }
-    for archive in user_archives(&ctx.data.images()) {
-        match ctr_import(ctx, &archive) {
-            Ok(()) => tracing::info!(archive = %archive.display(), "image archive imported"),
-            Err(reason) => tracing::warn!(
-                archive = %archive.display(),
-                "image archive not imported: {reason}; replace or remove the file"
-            ),
-        }
-    }
-    Ok(())
+    let mut watch = ArchiveWatch::default();
+    watch.import_all(ctx);
+    Ok(watch)
 }
 
 #[cfg(test)]
@@ -211,6 +265,41 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_is_imported_once_it_held_still_and_again_when_it_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ctx = context();
+        ctx.data = k0x_config::DataDir::new(tmp.path());
+        let images = ctx.data.images();
+        fs::create_dir_all(&images).unwrap();
+        let archive = images.join("app.tar");
+        let mut watch = ArchiveWatch::default();
+        watch.import_all(&ctx);
+        assert!(watch.imported.is_empty());
+        fs::write(&archive, "part").unwrap();
+        watch.import_changed(&ctx);
+        assert!(
+            watch.imported.is_empty(),
+            "imported while it may still grow"
+        );
+        watch.import_changed(&ctx);
+        assert!(watch.imported.contains_key(&archive));
+        let first = watch.imported[&archive];
+        watch.import_changed(&ctx);
+        assert_eq!(
+            watch.imported[&archive], first,
+            "an unchanged file is left alone"
+        );
+        fs::write(&archive, "a longer content").unwrap();
+        watch.import_changed(&ctx);
+        assert_eq!(
+            watch.imported[&archive], first,
+            "a changed file settles first"
+        );
+        watch.import_changed(&ctx);
+        assert_ne!(watch.imported[&archive], first);
+    }
+
+    #[test]
     fn user_archives_are_tar_files_in_name_order() {
         let tmp = tempfile::tempdir().unwrap();
         for name in ["b.tar", "a.tar", "notes.txt"] {
@@ -219,7 +308,7 @@ mod tests {
         fs::create_dir(tmp.path().join("dir.tar")).unwrap();
         let names: Vec<_> = user_archives(tmp.path())
             .iter()
-            .map(|p| p.file_name().unwrap().to_owned())
+            .map(|(p, _)| p.file_name().unwrap().to_owned())
             .collect();
         assert_eq!(names, ["a.tar", "b.tar"]);
         assert!(user_archives(&tmp.path().join("missing")).is_empty());

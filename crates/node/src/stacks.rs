@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use k0x_config::pki_names;
 
 use crate::files::RenderedFile;
-use crate::{NodeContext, NodeError, net};
+use crate::{NodeContext, NodeError};
 
 /// CoreDNS behind the kube-dns Service at the cluster DNS address the kubelets use.
 const COREDNS: &str = include_str!("../stacks/coredns.yaml");
@@ -32,7 +32,7 @@ pub fn system_stacks(
     disabled: &[String],
 ) -> Result<Vec<RenderedFile>, NodeError> {
     let network = &ctx.config.spec.network;
-    let dns_ip = net::cluster_dns(&network.service_cidr)?.to_string();
+    let dns_ip = network.dns_service_ip().to_string();
     let coredns = fill(
         COREDNS,
         &[
