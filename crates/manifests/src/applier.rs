@@ -343,7 +343,8 @@ impl Applier {
             tracing::info!(
                 stack = %record.stack,
                 pruned = tally.pruned,
-                "manifests stack removed: its directory is gone, {} objects deleted",
+                "manifests stack {} removed: its directory is gone, {} objects deleted",
+                record.stack,
                 tally.pruned
             );
         } else {
