@@ -221,7 +221,12 @@ impl Applier {
                 .await
             {
                 Ok(_) => tally.applied += 1,
-                Err(err) => tally.fail(&target.key, &err),
+                Err(err) => {
+                    if err.is_not_found() {
+                        self.discovery.forget(&target.kind.api_version);
+                    }
+                    tally.fail(&target.key, &err);
+                }
             }
         }
         if unresolved {

@@ -67,6 +67,12 @@ impl Discovery {
         })
     }
 
+    /// Forgets what an API version serves, so the next lookup asks again (an apply answered
+    /// 404: the resource may be gone, as when its CustomResourceDefinition was deleted).
+    pub fn forget(&mut self, api_version: &str) {
+        self.versions.remove(api_version);
+    }
+
     fn lookup(&self, kind: &KindRef) -> Option<Resource> {
         self.versions
             .get(&kind.api_version)?

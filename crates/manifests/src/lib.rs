@@ -10,7 +10,7 @@
 //!   truth: an edit made with kubectl to a field the files set is taken back on the next change.
 //! - What a stack owns is kept in the cluster, not on one controller's disk, so several
 //!   controllers (and a controller that lost its disk) agree on it: every object carries the label
-//!   `k0x.io/stack=<stack>`, and the [`record`] ConfigMap `k0x-stack-<stack>` in kube-system lists
+//!   `k0x.io/stack=<stack>`, and the record ConfigMap `k0x-stack-<stack>` in kube-system lists
 //!   the kinds each controller applied for the stack, since a label can only be searched kind by
 //!   kind. A prune lists those kinds by label and deletes what the files do not hold. A stack
 //!   whose directory is gone is deleted by a controller whose own record entry shows it applied
@@ -18,22 +18,22 @@
 //! - A stack whose files do not all parse is left exactly as it is (one warning line with file,
 //!   line and column): applying the readable rest and pruning would delete what the broken file
 //!   holds.
-//! - Changes are noticed by polling a hash of the files' names and contents ([`scan`]): no inotify
+//! - Changes are noticed by polling a hash of the files' names and contents: no inotify
 //!   dependency, and a rename-on-save or a directory replaced whole looks like any other change.
 //!   A failed round is retried with a doubling delay; an unchanged stack is not applied again.
 //! - Namespaces and CustomResourceDefinitions are applied first and pruned last; a kind the
 //!   apiserver does not serve yet (a custom resource whose definition the same stack applies) is
-//!   looked up again on the retry ([`discovery`]), and no prune runs while a kind is unknown.
+//!   looked up again on the retry, and no prune runs while a kind is unknown.
 
 mod api;
 mod applier;
-pub mod discovery;
+mod discovery;
 mod parse;
 mod plan;
-pub mod record;
-pub mod scan;
+mod record;
+mod scan;
 
 pub use api::ApiError;
 pub use applier::{Applier, FIELD_MANAGER, POLL_INTERVAL};
-pub use parse::{BadFile, Manifest, parse_stack};
-pub use plan::{DEFAULT_NAMESPACE, STACK_LABEL};
+pub use plan::STACK_LABEL;
+pub use record::{RECORD_LABEL, RECORD_NAMESPACE};
