@@ -1,6 +1,7 @@
 //! The manifests applier against a real control plane (`k0x server`, controller only, with the
 //! components built from source): a stack of a Namespace and ConfigMaps in
-//! `<data-dir>/manifests/demo/` is applied with the stack label; an edit of a ConfigMap's data
+//! `<data-dir>/manifests/demo/` is applied with the stack label; a custom resource is applied once
+//! the CustomResourceDefinition beside it in its stack is served; an edit of a ConfigMap's data
 //! is applied; removing a file prunes its object; a bad YAML file in another stack is one warning
 //! with its position and prunes nothing there; removing the stack directory deletes its objects
 //! and its record. Checked with the real kubectl through `k0x kubectl`. Without the components
@@ -15,6 +16,29 @@ use common::Node;
 use nix::sys::signal::Signal;
 
 const NAMESPACE: &str = "k0x-manifests-demo";
+
+/// A CustomResourceDefinition whose custom resource sits in the same stack.
+const WIDGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.k0x.test
+spec:
+  group: k0x.test
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+";
 
 fn kubectl(node: &Node, args: &[&str]) -> Output {
     node.k0x().arg("kubectl").args(args).output().unwrap()
@@ -104,6 +128,12 @@ fn stacks_are_applied_updated_pruned_and_left_alone_when_broken() {
         .to_string(),
     );
 
+    write(&manifests.join("widgets/crd.yaml"), WIDGET_CRD);
+    write(
+        &manifests.join("widgets/widget.yaml"),
+        "apiVersion: k0x.test/v1\nkind: Widget\nmetadata:\n  name: demo\nspec:\n  size: 3\n",
+    );
+
     node.start(&[]);
     node.wait_ready(&["etcd", "kube-apiserver"]);
 
@@ -134,6 +164,27 @@ fn stacks_are_applied_updated_pruned_and_left_alone_when_broken() {
             &["get", "configmap", "other-b", "-n", "default", "-o", "name"],
         )
     });
+    wait_for(
+        &node,
+        "a custom resource applied once its CRD (same stack) is served",
+        || {
+            let jsonpath = "jsonpath={.spec.size}";
+            get(
+                &node,
+                &[
+                    "get",
+                    "widgets.k0x.test",
+                    "demo",
+                    "-n",
+                    "default",
+                    "-o",
+                    jsonpath,
+                ],
+            )
+            .as_deref()
+                == Some("3")
+        },
+    );
     let record = [
         "get",
         "configmap",
