@@ -252,22 +252,18 @@ impl Applier {
         desired: &BTreeSet<ObjectKey>,
         tally: &mut Tally,
     ) {
-        let mut live = Vec::new();
+        // By key: a kind recorded under two API versions that both serve it is listed twice.
         let mut paths = BTreeMap::new();
         for kind in kinds {
             match self.labelled(kind, stack).await {
-                Ok(objects) => {
-                    for (key, path) in objects {
-                        paths.insert(key.clone(), path);
-                        live.push(key);
-                    }
-                }
+                Ok(objects) => paths.extend(objects),
                 Err(ApiError::UnknownKind { .. }) => {}
                 Err(err) => tally.fail(format_args!("listing {kind}"), &err),
             }
         }
         let options = json!({"apiVersion": "v1", "kind": "DeleteOptions",
             "propagationPolicy": "Background"});
+        let live = paths.keys().cloned().collect();
         for key in plan::prune_set(live, desired) {
             match self.api.delete(&paths[&key], &options).await {
                 Ok(()) => tally.pruned += 1,
