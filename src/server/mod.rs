@@ -4,7 +4,8 @@
 //! lock the data dir (supervisor) -> check the host and etcd's free space (host) -> write the
 //! PKI or join (pki, join) -> render each component's files and spec (node) -> put the
 //! component binaries in place (assets) -> start them in order (supervisor), the kubelet once
-//! the images its pods need are in containerd (node) -> serve the admin socket -> wait for
+//! the images its pods need are in containerd (node) -> serve the admin socket, and on
+//! controllers apply `<data-dir>/manifests` once kube-apiserver is ready (manifests) -> wait for
 //! SIGTERM, SIGINT or SIGHUP -> stop in reverse order.
 //!
 //! Every check that can fail runs before the payload is unpacked: a refused address, a failed
@@ -20,12 +21,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k0x_assets::{Payload, Progress};
-use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil};
+use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil, layout};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
+use k0x_manifests::Applier;
 use k0x_node::images::ArchiveWatch;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
-use k0x_supervisor::{DataDirLock, Supervisor, SupervisorConfig, SystemHost};
+use k0x_supervisor::{
+    ComponentState, ComponentStatus, DataDirLock, Supervisor, SupervisorConfig, SystemHost,
+};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use controller_join::Promotion;
@@ -215,6 +219,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let status = admin::StatusSource::new(&plan, supervisor.subscribe());
     let admin_task = admin::AdminRouter::new(status, tokens).serve(&run, stopped())?;
 
+    let applier = start_manifests(&plan, supervisor.subscribe(), stopped());
     let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
         result = start_components(&mut supervisor, &plan) => Some(result),
@@ -246,10 +251,48 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
         tracing::warn!(%err, "cannot tell systemd that k0x is stopping");
     }
     let _ = stop_tx.send(true);
+    if let Some(applier) = applier {
+        let _ = applier.await;
+    }
     supervisor.stop().await;
     let _ = admin_task.await;
     let _ = std::fs::remove_file(run.admin_socket());
     outcome
+}
+
+/// On controllers, the applier of `<data-dir>/manifests` (created 0700), started once
+/// kube-apiserver is ready and run until `stop`. A controller without its admin kubeconfig runs
+/// without it, saying why.
+fn start_manifests(
+    plan: &Plan,
+    mut components: tokio::sync::watch::Receiver<Vec<ComponentStatus>>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !plan.role.controller {
+        return None;
+    }
+    let data = &plan.ctx.data;
+    let server = format!("https://127.0.0.1:{}", plan.ctx.config.spec.api.port);
+    let applier = layout::ensure_dir(&data.manifests(), layout::PRIVATE_DIR_MODE)
+        .map_err(|e| format!("cannot create {}: {e}", data.manifests().display()))
+        .and_then(|()| Applier::new(data, &server, &plan.ctx.node.name).map_err(|e| e.to_string()));
+    let applier = applier
+        .inspect_err(|why| tracing::warn!("manifests will not be applied: {why}"))
+        .ok()?;
+    let apiserver_ready = async move {
+        let ready = |all: &Vec<ComponentStatus>| {
+            all.iter()
+                .any(|c| c.name == "kube-apiserver" && c.state == ComponentState::Ready)
+        };
+        let _ = components.wait_for(ready).await;
+    };
+    Some(tokio::spawn(async move {
+        tokio::pin!(stop);
+        tokio::select! {
+            () = apiserver_ready => applier.run(stop).await,
+            () = &mut stop => {}
+        }
+    }))
 }
 
 /// Starts every component in order; the kubelet only after the images are imported, since the

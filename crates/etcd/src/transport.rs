@@ -1,9 +1,10 @@
 //! A minimal HTTPS/1.1 client: hyper 1 over tokio-rustls with a small per-host pool of idle
 //! connections.
 //!
-//! The etcd gateway and the join API are the only HTTPS peers k0x talks to, both on a handful of
-//! known hosts, so a full-featured client stack is not worth its weight. Every connection is TLS
-//! with the caller's `rustls::ClientConfig`: there is no plain-HTTP path at all.
+//! The etcd gateway, the join API and the local kube-apiserver (for the manifests applier) are the
+//! only HTTPS peers k0x talks to, all on a handful of known hosts, so a full-featured client stack
+//! is not worth its weight. Every connection is TLS with the caller's `rustls::ClientConfig`:
+//! there is no plain-HTTP path at all.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -147,8 +148,10 @@ impl HttpsTransport {
         let mut request = Request::builder()
             .method(method)
             .uri(&target.path_and_query)
-            .header(hyper::header::HOST, &target.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
+            .header(hyper::header::HOST, &target.authority);
+        if !has_content_type(headers) {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -257,6 +260,14 @@ impl HttpsTransport {
     }
 }
 
+/// True when the caller names the body's type itself (the Kubernetes API wants a patch type on
+/// PATCH); otherwise the body is JSON.
+fn has_content_type(headers: &[(&str, &str)]) -> bool {
+    headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(hyper::header::CONTENT_TYPE.as_str()))
+}
+
 /// The parts of an https:// URL a request needs.
 struct Target {
     host: String,
@@ -315,6 +326,15 @@ mod tests {
         assert_eq!(target.path_and_query, "/v3/kv/range");
         let v6 = Target::parse("https://[::1]:9443/v1/ca").unwrap();
         assert_eq!(v6.host, "::1");
+    }
+
+    #[test]
+    fn a_caller_content_type_replaces_json() {
+        assert!(!has_content_type(&[("Accept", "application/json")]));
+        assert!(has_content_type(&[(
+            "content-type",
+            "application/apply-patch+yaml"
+        )]));
     }
 
     #[test]
