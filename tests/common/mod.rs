@@ -134,8 +134,13 @@ impl Node {
     /// `target_tmp`, the test's `CARGO_TARGET_TMPDIR`), as the payload will; false when the test
     /// must be skipped (a failure in strict mode).
     pub fn stage_kubernetes(&mut self, test: &str, target_tmp: &Path) -> bool {
-        // ctr: k0x imports images with it.
-        let names: Vec<&str> = KUBE_COMPONENTS.iter().copied().chain(["ctr"]).collect();
+        // ctr: k0x imports images with it; coredns and metrics-server: k0x builds the images of
+        // the system stacks from them.
+        let names: Vec<&str> = KUBE_COMPONENTS
+            .iter()
+            .copied()
+            .chain(["ctr", "coredns", "metrics-server"])
+            .collect();
         let Some(found) = k0x_testkit::require_binaries(test, &names) else {
             return false;
         };

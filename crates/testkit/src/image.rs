@@ -10,7 +10,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// The applets linked to busybox in the image (what the tests run inside containers).
-pub const APPLETS: &[&str] = &["sh", "ip", "echo", "cat", "sleep", "hostname"];
+pub const APPLETS: &[&str] = &[
+    "sh", "ip", "echo", "cat", "sleep", "hostname", "mkdir", "httpd", "wget", "nslookup",
+];
 
 /// Writes a docker-archive image tagged `tag` (e.g. `k0x.test/busybox:latest`) whose default
 /// command is `/bin/sh` to `out`.
