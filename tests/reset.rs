@@ -1,7 +1,7 @@
 //! `k0x reset` after a real single-node run: `k0x server --enable-worker` with etcd, containerd
 //! and a busybox container run by runc through k0x's containerd. Reset is refused while k0x runs;
-//! after a stop it leaves no process, mount or directory of k0x behind, and a second reset
-//! succeeds. Files reset may remove outside the data dir (units, host-fix files) are looked for
+//! the container outlives the stop (a stop keeps workloads); reset ends it and leaves no process,
+//! container, mount or directory of k0x behind, and a second reset succeeds. Files reset may remove outside the data dir (units, host-fix files) are looked for
 //! under a scratch `--root`, so the test host's /etc is never touched.
 
 mod common;
@@ -94,9 +94,11 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
 
     let exit = node.stop(Signal::SIGTERM);
     assert!(exit.success(), "k0x exited {exit}:\n{}", node.log());
+    assert!(alive(container_pid), "the stop of k0x ended a container");
+    let left = node.leftovers();
     assert!(
-        common::wait_until(|| !alive(container_pid)),
-        "the container outlived the stop of k0x"
+        left.marked.is_empty() && left.offspring.is_empty() && !left.shims.is_empty(),
+        "a stop keeps only the workloads: {left:?}"
     );
 
     let reset = node
@@ -107,6 +109,10 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
         .output()
         .unwrap();
     assert!(reset.status.success(), "reset: {}", stderr(&reset));
+    assert!(
+        common::wait_until(|| !alive(container_pid)),
+        "the container outlived the reset"
+    );
     assert!(
         !node.data.exists(),
         "data dir left: {}",
