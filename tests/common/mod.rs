@@ -150,6 +150,15 @@ impl Node {
         true
     }
 
+    /// Waits for the machine-wide lock of the fixed Kubernetes ports without staging Kubernetes:
+    /// a controller's start checks those ports are free even when its kube components are
+    /// missing, so it must not run beside another checkout's real node.
+    pub fn hold_fixed_ports(&mut self) {
+        if self.fixed_ports.is_none() {
+            self.fixed_ports = Some(k0x_testkit::lock_fixed_ports());
+        }
+    }
+
     /// The default configuration from `k0x config create`, moved to this node's ports.
     fn write_config(&self) {
         let default = Command::new(K0X)
