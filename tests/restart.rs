@@ -206,10 +206,7 @@ fn bridge_ports() -> Vec<String> {
 /// The rules and chains of ours in `iptables-save`: KUBE-* (the kubelet's) and those the CNI
 /// plugins made for k0x's network.
 fn our_iptables() -> Vec<String> {
-    let network = format!(
-        "name: \\\"{}\\\"",
-        k0x_host::reset::network::DEFAULT_NETWORK
-    );
+    let network = format!("name: \\\"{}\\\"", k0x_node::cni::NETWORK_NAME);
     ["iptables-save", "ip6tables-save"]
         .into_iter()
         .filter_map(|program| Command::new(program).output().ok())
