@@ -2,7 +2,9 @@
 //! harness): `k0x server --enable-worker` runs a 2-replica busybox Deployment; SIGTERM stops k0x
 //! and its components, and the pods' containers keep running throughout (runc, read from the
 //! node's own state, shows the same containers with the same init pids while k0x is down); the
-//! next start adopts them: node Ready, the same container ids, restart counts unchanged. Then
+//! next start adopts them: node Ready, the same container ids, restart counts unchanged. A k0x
+//! killed with SIGKILL loses its components (parent-death signal) but not the containers, and
+//! its next start adopts them the same way. Then
 //! `k0x reset` ends everything: no process carrying the marker, no container, no mount below the
 //! data and run dirs, no iptables rule or chain of ours, no bridge or pod veth, no container
 //! cgroup. Without the components the test is skipped, and fails in strict mode.
@@ -220,6 +222,49 @@ fn our_iptables() -> Vec<String> {
         .collect()
 }
 
+/// After a start: every component ready, the node Ready, and the same pods running the same
+/// containers (same ids and init pids, restart counts unchanged).
+fn assert_adopted(
+    node: &mut Node,
+    before: &BTreeMap<String, (String, u64, bool)>,
+    ids: &[&String],
+    init_pids: &[u32],
+) {
+    node.wait_ready(COMPONENTS);
+    wait_node_ready(node);
+    wait_available(node);
+    let settled = common::wait_until(|| {
+        let now = pods(node);
+        now.len() == 2 && now.values().all(|(_, _, ready)| *ready)
+    });
+    assert!(
+        settled,
+        "pods after the restart: {:?}\n{}",
+        pods(node),
+        stdout(&kubectl(node, &["describe", "pods"]))
+    );
+    let after = pods(node);
+    eprintln!("pods after the restart {after:?}");
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "the pods were replaced"
+    );
+    for (pod, (id, restarts, _)) in before {
+        let (id_after, restarts_after, _) = &after[pod];
+        assert_eq!(id_after, id, "{pod} got a new container");
+        assert_eq!(restarts_after, restarts, "{pod}'s restart count changed");
+    }
+    let again = running(node);
+    for (id, pid) in ids.iter().zip(init_pids) {
+        assert_eq!(
+            again.get(*id),
+            Some(pid),
+            "{id} after the restart: {again:?}"
+        );
+    }
+}
+
 #[test]
 fn restarts_keep_workloads_running_and_reset_ends_them() {
     let test = "restarts_keep_workloads_running_and_reset_ends_them";
@@ -277,44 +322,32 @@ fn restarts_keep_workloads_running_and_reset_ends_them() {
 
     // The next start adopts them.
     node.start(&["--enable-worker"]);
-    node.wait_ready(COMPONENTS);
-    wait_node_ready(&node);
-    wait_available(&node);
-    let settled = common::wait_until(|| {
-        let now = pods(&node);
-        now.len() == 2 && now.values().all(|(_, _, ready)| *ready)
-    });
-    assert!(
-        settled,
-        "pods after the restart: {:?}\n{}",
-        pods(&node),
-        stdout(&kubectl(&node, &["describe", "pods"]))
-    );
-    let after = pods(&node);
-    eprintln!("pods after the restart {after:?}");
-    assert_eq!(
-        after.keys().collect::<Vec<_>>(),
-        before.keys().collect::<Vec<_>>(),
-        "the pods were replaced"
-    );
-    for (pod, (id, restarts, _)) in &before {
-        let (id_after, restarts_after, _) = &after[pod];
-        assert_eq!(id_after, id, "{pod} got a new container");
-        assert_eq!(restarts_after, restarts, "{pod}'s restart count changed");
-    }
-    let again = running(&node);
-    for (id, pid) in ids.iter().zip(&init_pids) {
-        assert_eq!(
-            again.get(*id),
-            Some(pid),
-            "{id} after the restart: {again:?}"
-        );
-    }
+    assert_adopted(&mut node, &before, &ids, &init_pids);
     assert!(
         node.log().contains("kept the running containers"),
         "the start did not say it kept the containers:\n{}",
         node.log()
     );
+
+    // SIGKILL: the components die with k0x (parent-death signal), the workloads stay, and the
+    // next start ends only component leftovers.
+    let killed = node.stop(Signal::SIGKILL);
+    assert!(!killed.success());
+    let components_gone = common::wait_until(|| {
+        let left = node.leftovers();
+        left.marked.is_empty() && left.offspring.is_empty()
+    });
+    assert!(
+        components_gone,
+        "components outlived SIGKILL: {:?}",
+        node.leftovers()
+    );
+    let down = running(&node);
+    for (id, pid) in ids.iter().zip(&init_pids) {
+        assert_eq!(down.get(*id), Some(pid), "{id} after SIGKILL: {down:?}");
+    }
+    node.start(&["--enable-worker"]);
+    assert_adopted(&mut node, &before, &ids, &init_pids);
 
     // Reset ends everything.
     let exit = node.stop(Signal::SIGTERM);
