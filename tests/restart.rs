@@ -30,6 +30,7 @@ const COMPONENTS: &[&str] = &[
     "kube-controller-manager",
     "containerd",
     "kubelet",
+    "kube-proxy",
 ];
 
 fn kubectl(node: &Node, args: &[&str]) -> Output {
