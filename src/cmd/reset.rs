@@ -61,15 +61,3 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    /// Reset falls back to these names when it finds no CNI configuration in the data dir (a
-    /// second reset); they must be the ones the worker renders.
-    #[test]
-    fn reset_falls_back_to_the_network_the_worker_renders() {
-        use k0x_host::reset::network::{DEFAULT_BRIDGE, DEFAULT_NETWORK};
-        assert_eq!(DEFAULT_NETWORK, k0x_node::cni::NETWORK_NAME);
-        assert_eq!(DEFAULT_BRIDGE, k0x_node::cni::BRIDGE_NAME);
-    }
-}

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The network name k0x's default CNI configuration uses, when none is found in the data dir.
-pub const DEFAULT_NETWORK: &str = "k0x-bridge";
+pub const DEFAULT_NETWORK: &str = "k0x";
 /// The bridge k0x's default CNI configuration uses, when none is found in the data dir.
-pub const DEFAULT_BRIDGE: &str = "k0x-br0";
+pub const DEFAULT_BRIDGE: &str = "k0x0";
 
 /// A CNI network k0x configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,23 +448,19 @@ COMMIT
         let root = tempfile::tempdir().unwrap();
         let leases = root.path().join("var/lib/cni/networks");
         let results = root.path().join("var/lib/cni/results");
-        for dir in [
-            leases.join(DEFAULT_NETWORK),
-            leases.join("podman"),
-            results.clone(),
-        ] {
+        for dir in [leases.join("k0x"), leases.join("podman"), results.clone()] {
             fs::create_dir_all(dir).unwrap();
         }
-        for file in ["k0x-bridge-c1-eth0", "k0x-bridge-c2-eth0", "podman-d1-eth0"] {
+        for file in ["k0x-c1-eth0", "k0x-c2-eth0", "podman-d1-eth0"] {
             fs::write(results.join(file), "{}").unwrap();
         }
         let networks = k0x_networks(&root.path().join("no-config"));
         assert_eq!(
             state_paths(root.path(), &networks),
             [
-                leases.join(DEFAULT_NETWORK),
-                results.join("k0x-bridge-c1-eth0"),
-                results.join("k0x-bridge-c2-eth0")
+                leases.join("k0x"),
+                results.join("k0x-c1-eth0"),
+                results.join("k0x-c2-eth0")
             ]
         );
     }
