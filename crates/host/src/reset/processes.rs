@@ -21,8 +21,6 @@ pub struct MarkedProcess {
     pub command: String,
     /// Carries the marker itself (false: found as a descendant of one that does).
     pub marked: bool,
-    /// A workload: a shim or a process below one (a container).
-    pub workload: bool,
 }
 
 /// The processes of each form the data dir's path may have taken.
@@ -46,24 +44,21 @@ pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
     let mut found: Vec<MarkedProcess> = Vec::new();
     for ours in owners(data_dirs) {
         let leftovers = leftovers(&ours);
-        let marked = leftovers.marked.iter().map(|pid| (*pid, true, false));
-        let offspring = leftovers
-            .offspring
+        let marked = leftovers.marked.iter().map(|pid| (*pid, true));
+        let offspring = leftovers.offspring.iter().map(|(pid, _)| (*pid, false));
+        let shims = leftovers.shims.iter().map(|pid| (*pid, true));
+        // Below a shim: the containers (no marker) and the shim's runc calls (its marker).
+        let containers = leftovers
+            .containers
             .iter()
-            .map(|(pid, _)| (*pid, false, false));
-        let shims = leftovers.shims.iter().map(|pid| (*pid, true, true));
-        let containers = leftovers.containers.iter().map(|(pid, _)| {
-            let marked = ProcFs.carries_marker(*pid, ours.marker());
-            (*pid, marked, true)
-        });
+            .map(|(pid, _)| (*pid, ProcFs.carries_marker(*pid, ours.marker())));
         let all = marked.chain(offspring).chain(shims).chain(containers);
-        for (pid, marked, workload) in all {
+        for (pid, marked) in all {
             if !found.iter().any(|p| p.pid == pid.as_raw()) {
                 found.push(MarkedProcess {
                     pid: pid.as_raw(),
                     command: command_line(pid.as_raw()),
                     marked,
-                    workload,
                 });
             }
         }
