@@ -154,6 +154,17 @@ fn running(node: &Node) -> BTreeMap<String, u32> {
         .collect()
 }
 
+/// The node's ports (its own and the fixed Kubernetes ones) that still accept connections.
+fn listening(node: &Node) -> Vec<u16> {
+    let p = node.ports;
+    let fixed = [10248, 10249, 10250, 10256, 10257, 10259];
+    [p.api, p.k0x_api, p.etcd_client, p.etcd_peer]
+        .into_iter()
+        .chain(fixed)
+        .filter(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        .collect()
+}
+
 fn alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
@@ -342,6 +353,13 @@ fn restarts_keep_workloads_running_and_reset_ends_them() {
         components_gone,
         "components outlived SIGKILL: {:?}",
         node.leftovers()
+    );
+    // A dying component's environment is gone before its sockets are: wait for the ports too,
+    // or the next start's host check finds them in use.
+    assert!(
+        common::wait_until(|| listening(&node).is_empty()),
+        "ports still served after SIGKILL: {:?}",
+        listening(&node)
     );
     let down = running(&node);
     for (id, pid) in ids.iter().zip(&init_pids) {
