@@ -392,9 +392,15 @@ fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), Str
         // Stopping a process may already have unmounted it (a shim tearing down a rootfs).
         Step::Unmount { path } if !mounts::is_mount_point(path) => Ok(()),
         Step::Unmount { path } => mounts::unmount(path).map_err(|e| e.to_string()),
-        // A pod veth goes with its network namespace, which the unmounts above may have ended.
-        Step::DeleteLink { name } if !Path::new("/sys/class/net").join(name).exists() => Ok(()),
-        Step::DeleteLink { name } => run("ip", &["link", "delete", name]),
+        // A pod veth goes with its network namespace, which the unmounts above ended; the
+        // kernel deletes it a moment later, so gone before or during the delete is done.
+        Step::DeleteLink { name } => {
+            let gone = || !Path::new("/sys/class/net").join(name).exists();
+            if gone() {
+                return Ok(());
+            }
+            run("ip", &["link", "delete", name]).or_else(|e| if gone() { Ok(()) } else { Err(e) })
+        }
         Step::Iptables { program, args } => run(
             program,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
