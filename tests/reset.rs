@@ -1,7 +1,8 @@
 //! `k0x reset` after a real single-node run: `k0x server --enable-worker` with etcd, containerd
 //! and a busybox container run by runc through k0x's containerd. Reset is refused while k0x runs;
-//! after a stop it leaves no process, mount or directory of k0x behind, and a second reset
-//! succeeds. Files reset may remove outside the data dir (units, host-fix files) are looked for
+//! the container outlives the stop (a stop keeps workloads); `k0x stop --workloads` ends it and
+//! its mounts and keeps the data; reset leaves no process, container, mount or directory of k0x
+//! behind, and a second reset succeeds. Files reset may remove outside the data dir (units, host-fix files) are looked for
 //! under a scratch `--root`, so the test host's /etc is never touched.
 
 mod common;
@@ -39,6 +40,7 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
     let Some(tools) = k0x_testkit::require_binaries(test, &["ctr", "busybox"]) else {
         return;
     };
+    node.hold_fixed_ports();
     let scratch_root = node.root.join("host-root");
     std::fs::create_dir_all(&scratch_root).unwrap();
     node.start(&["--enable-worker"]);
@@ -94,10 +96,33 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
 
     let exit = node.stop(Signal::SIGTERM);
     assert!(exit.success(), "k0x exited {exit}:\n{}", node.log());
+    assert!(alive(container_pid), "the stop of k0x ended a container");
+    let left = node.leftovers();
+    assert!(
+        left.marked.is_empty() && left.offspring.is_empty() && !left.shims.is_empty(),
+        "a stop keeps only the workloads: {left:?}"
+    );
+
+    let stop = node.k0x().args(["stop", "--workloads"]).output().unwrap();
+    assert!(
+        stop.status.success(),
+        "stop --workloads: {}{}",
+        text(&stop),
+        stderr(&stop)
+    );
     assert!(
         common::wait_until(|| !alive(container_pid)),
-        "the container outlived the stop of k0x"
+        "the container outlived `k0x stop --workloads`"
     );
+    assert_eq!(node.marked_processes(), Vec::<u32>::new());
+    assert_eq!(mounts_below(&node.run), Vec::<String>::new());
+    assert!(
+        node.data.join("etcd").is_dir(),
+        "stop --workloads removed data"
+    );
+    let again = node.k0x().args(["stop", "--workloads"]).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(text(&again).trim(), "no workloads running");
 
     let reset = node
         .k0x()
@@ -107,6 +132,10 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
         .output()
         .unwrap();
     assert!(reset.status.success(), "reset: {}", stderr(&reset));
+    assert!(
+        common::wait_until(|| !alive(container_pid)),
+        "the container outlived the reset"
+    );
     assert!(
         !node.data.exists(),
         "data dir left: {}",

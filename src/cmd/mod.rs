@@ -51,8 +51,8 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Start the installed k0x service.
     Start,
-    /// Stop the installed k0x service.
-    Stop,
+    /// Stop the installed k0x service; running containers keep running (--workloads ends them).
+    Stop(service::StopArgs),
     /// Check the host for what k0x needs; --fix applies the safe fixes.
     Sysinfo(sysinfo::SysinfoArgs),
     /// Remove everything k0x created on this host (refused while k0x runs).
@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Etcd(args) => etcd::run(global, &args),
         Command::Install(args) => install::run(global, &args),
         Command::Start => service::run_action(k0x_host::service::Action::Start),
-        Command::Stop => service::run_action(k0x_host::service::Action::Stop),
+        Command::Stop(args) => service::stop(global, &args),
         Command::Sysinfo(args) => sysinfo::run(global, &args),
         Command::Reset(args) => reset::run(global, &args),
     }

@@ -3,7 +3,9 @@
 //! there: the ones built from source (`K0X_COMPONENTS_DIR`, by default the workspace's
 //! `target/components/<arch>`) where present, else the host's packages), the built k0x binary run as a process, its status read with
 //! `k0x status -o json`, and a guard that always ends the server, every process it marked and
-//! every mount below the scratch dir, also when a test fails half-way.
+//! every mount below the scratch dir, also when a test fails half-way. A stop of k0x keeps its
+//! workloads (container shims and containers) running; the guard ends those with `k0x reset`
+//! and only reports component processes left behind.
 //! Each test binary uses a subset.
 #![allow(dead_code)]
 
@@ -151,6 +153,15 @@ impl Node {
         fs::copy(pause, self.bin().join("pause")).unwrap();
         self.fixed_ports = Some(k0x_testkit::lock_fixed_ports());
         true
+    }
+
+    /// Waits for the machine-wide lock of the fixed Kubernetes ports without staging Kubernetes:
+    /// a controller's start checks those ports are free even when its kube components are
+    /// missing, so it must not run beside another checkout's real node.
+    pub fn hold_fixed_ports(&mut self) {
+        if self.fixed_ports.is_none() {
+            self.fixed_ports = Some(k0x_testkit::lock_fixed_ports());
+        }
     }
 
     /// The default configuration from `k0x config create`, moved to this node's ports.
@@ -328,6 +339,55 @@ impl Node {
         marked_processes(&self.data)
     }
 
+    /// This node's processes as k0x sorts them: component leftovers and workloads (shims and
+    /// what runs below them), by the supervisor's one rule.
+    pub fn leftovers(&self) -> k0x_supervisor::Leftovers {
+        let ours = k0x_supervisor::Ownership::with_marker_value(self.data.as_os_str());
+        k0x_supervisor::Leftovers::find(&k0x_supervisor::ProcFs, &ours).unwrap()
+    }
+
+    /// `k0x reset` with host files looked for below a scratch root (never the test host's /etc).
+    pub fn reset(&self) -> Output {
+        let scratch_root = self.root.join("reset-root");
+        fs::create_dir_all(&scratch_root).unwrap();
+        self.k0x()
+            .arg("reset")
+            .arg("--root")
+            .arg(&scratch_root)
+            .output()
+            .unwrap()
+    }
+
+    /// The containers runc knows in containerd namespace `namespace`, as (id, status, pid), read
+    /// from the node's runc state: works while k0x and containerd are stopped.
+    pub fn runc_list(&self, namespace: &str) -> Vec<(String, String, u32)> {
+        let root = k0x_config::RunDir::new(&self.run)
+            .runc_root()
+            .join(namespace);
+        if !root.exists() {
+            return Vec::new();
+        }
+        let out = Command::new(self.bin().join("runc"))
+            .arg("--root")
+            .arg(&root)
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "runc list: {}", stderr(&out));
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_owned(),
+                    c["status"].as_str().unwrap_or_default().to_owned(),
+                    c["pid"].as_u64().unwrap_or_default() as u32,
+                )
+            })
+            .collect()
+    }
+
     /// `etcdctl` (API v3) against this node's etcd with the k0x client certificate.
     pub fn etcdctl(&self, args: &[&str]) -> Output {
         let data = self.layout();
@@ -410,9 +470,17 @@ impl Drop for Node {
             }
             let _ = server.wait();
         }
+        let left = self.leftovers();
+        if !left.marked.is_empty() || !left.offspring.is_empty() {
+            problems.push(format!("component processes left behind: {left:?}"));
+        }
+        if !left.is_empty() {
+            // Workloads outlive a stop by design; reset ends them with their mounts and network.
+            let _ = self.reset();
+        }
         let left = self.marked_processes();
         if !left.is_empty() {
-            problems.push(format!("marked processes left behind: {left:?}"));
+            problems.push(format!("marked processes left after reset: {left:?}"));
             for pid in left {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }

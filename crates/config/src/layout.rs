@@ -214,6 +214,11 @@ impl RunDir {
         self.containerd().join("containerd.sock")
     }
 
+    /// runc's state for the containers k0x's containerd runs (`<root>/<namespace>/<id>/`).
+    pub fn runc_root(&self) -> PathBuf {
+        self.containerd().join("runc")
+    }
+
     /// Creates the run directory with mode 0700.
     pub fn create(&self) -> io::Result<()> {
         ensure_dir(&self.root, PRIVATE_DIR_MODE)

@@ -231,7 +231,7 @@ mod tests {
             "NotifyAccess=main",
             "Restart=always",
             "Delegate=yes",
-            "KillMode=mixed",
+            "KillMode=process",
             "TasksMax=infinity",
             "ConditionFileIsExecutable=/usr/local/bin/k0x",
         ] {

@@ -32,7 +32,7 @@ pub fn containerd_state(run: &RunDir) -> PathBuf {
 /// runc's state for the containers k0x's containerd runs: under the run dir, so it is neither shared
 /// with a host containerd nor left behind by `k0x reset` (runc's default is a host-wide path).
 pub fn runc_root(run: &RunDir) -> PathBuf {
-    run.containerd().join("runc")
+    run.runc_root()
 }
 
 /// CNI network configuration directory read by containerd's CRI plugin.

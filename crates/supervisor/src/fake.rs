@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ struct State {
     table: BTreeMap<i32, Vec<Vec<u8>>>,
     /// Parent of each process in `table` that has one worth knowing: child -> parent.
     parents: BTreeMap<i32, i32>,
+    /// The executable of each process in `table` that has one worth knowing.
+    executables: BTreeMap<i32, PathBuf>,
 }
 
 #[derive(Debug)]
@@ -92,6 +95,19 @@ impl FakeHost {
         let mut state = self.state.lock().unwrap();
         state.table.insert(pid, vec![b"PATH=/bin".to_vec()]);
         state.parents.insert(pid, parent);
+    }
+
+    /// A process running `exe` with the environment `environ` (a shim: the data dir's
+    /// containerd-shim-runc-v2 and the marker it inherited from containerd).
+    pub(crate) fn add_running(&self, pid: i32, exe: &Path, environ: &[&[u8]]) {
+        self.add_process(pid, environ);
+        let mut state = self.state.lock().unwrap();
+        state.executables.insert(pid, exe.to_path_buf());
+    }
+
+    /// Makes `pid` a child of `parent` (a runc call of a shim, with the shim's environment).
+    pub(crate) fn set_parent(&self, pid: i32, parent: i32) {
+        self.state.lock().unwrap().parents.insert(pid, parent);
     }
 
     pub(crate) fn has_process(&self, pid: i32) -> bool {
@@ -229,6 +245,15 @@ impl ProcessTable for FakeHost {
             .filter(|(child, parent)| **parent == pid.as_raw() && state.table.contains_key(child))
             .map(|(child, _)| Pid::from_raw(*child))
             .collect()
+    }
+
+    fn executable(&self, pid: Pid) -> Option<PathBuf> {
+        let state = self.state.lock().unwrap();
+        state
+            .table
+            .contains_key(&pid.as_raw())
+            .then(|| state.executables.get(&pid.as_raw()).cloned())
+            .flatten()
     }
 
     fn signal_if_child_of(&self, pid: Pid, parent: Pid, _signal: Signal) -> io::Result<bool> {

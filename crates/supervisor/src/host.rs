@@ -97,6 +97,10 @@ pub trait ProcessTable: Send + Sync {
     /// The processes whose parent is `pid`.
     fn children(&self, pid: Pid) -> Vec<Pid>;
 
+    /// The file `pid` runs, as the kernel shows it (`/proc/PID/exe`); `None` when it is gone or
+    /// cannot be read (a kernel thread).
+    fn executable(&self, pid: Pid) -> Option<PathBuf>;
+
     /// Sends `signal` to `pid` only if its parent is still `parent`, pinned the same way as
     /// [`ProcessTable::signal_if_marked`]. `Ok(false)`: reparented or gone.
     fn signal_if_child_of(&self, pid: Pid, parent: Pid, signal: Signal) -> io::Result<bool>;

@@ -20,6 +20,7 @@ use crate::runner::{Runner, Startup, StatusSender};
 use crate::spec::Spec;
 use crate::status::{ComponentState, ComponentStatus};
 use crate::system::SystemHost;
+use crate::workloads::Ownership;
 
 /// Where the supervisor keeps its state and how it restarts.
 #[derive(Debug, Clone)]
@@ -133,28 +134,41 @@ impl<H: Host> Supervisor<H> {
     }
 
     /// Stops every component in reverse start order, then ends any process that still carries
-    /// this data dir's marker (children that left their process group, like containerd shims)
-    /// and everything below those (the containers the shims run).
+    /// this data dir's marker and is no workload (children that left their process group) and
+    /// the unmarked processes below those. Workloads, the container shims and what runs below
+    /// them, keep running for the next start to adopt (see [`crate::workloads`]).
     pub async fn stop(mut self) {
         while let Some(component) = self.components.pop() {
             component.stop().await;
         }
         let host = self.host.clone();
-        let marker = self.marker();
+        let ours = Ownership::with_marker_value(&self.marker);
         let grace = self.config.orphan_grace;
         let swept = tokio::task::spawn_blocking(move || {
-            Leftovers::find(host.as_ref(), &marker)?.end(host.as_ref(), &marker, grace)
+            let leftovers = Leftovers::find(host.as_ref(), &ours)?;
+            let ended = leftovers.end_components(host.as_ref(), &ours, grace)?;
+            Ok::<_, std::io::Error>((ended, leftovers))
         })
         .await;
         match swept {
-            Ok(Ok(ended)) if !ended.is_empty() => {
-                tracing::warn!(
-                    "ended {} processes that outlived their component: {ended:?}",
-                    ended.len()
-                );
+            Ok(Ok((ended, leftovers))) => {
+                if !ended.is_empty() {
+                    tracing::warn!(
+                        "ended {} processes that outlived their component: {ended:?}",
+                        ended.len()
+                    );
+                }
+                if !leftovers.shims.is_empty() {
+                    tracing::info!(
+                        shims = leftovers.shims.len(),
+                        processes = leftovers.workloads().len(),
+                        "left the containers running; the next start adopts them \
+                         (`k0x reset` or `k0x stop --workloads` ends them)"
+                    );
+                }
             }
             Ok(Err(error)) => tracing::error!("cannot end leftover marked processes: {error}"),
-            _ => {}
+            Err(error) => tracing::error!("the sweep of leftover processes failed: {error}"),
         }
     }
 
@@ -265,6 +279,7 @@ mod tests {
     use crate::spec::{HealthPolicy, Probe, ProbeTiming, Readiness, RestartPolicy};
     use crate::status::ExitReason;
     use nix::sys::signal::Signal;
+    use nix::unistd::Pid;
 
     struct Fixture {
         _dirs: tempfile::TempDir,
@@ -687,8 +702,28 @@ mod tests {
         assert!(!run.pid_file("etcd").exists());
     }
 
+    /// The data dir's shim executable, as the kernel shows it for a running shim.
+    fn shim_of(supervisor: &Supervisor<FakeHost>) -> std::path::PathBuf {
+        std::path::Path::new(&supervisor.marker)
+            .join("bin")
+            .join(crate::SHIM_EXECUTABLES[0])
+    }
+
+    /// A pod as the fake host shows it: a shim (marked, running the data dir's shim), a runc
+    /// call it makes (marked too), the container's init with a clean environment, and a process
+    /// inside the container. Returns every pid.
+    fn add_pod(host: &FakeHost, shim: &std::path::Path, marker: &[u8], base: i32) -> [i32; 4] {
+        let pids = [base, base + 1, base + 2, base + 3];
+        host.add_running(pids[0], shim, &[b"PATH=/bin", marker]);
+        host.add_running(pids[1], &shim.with_file_name("runc"), &[marker]);
+        host.set_parent(pids[1], pids[0]);
+        host.add_child(pids[2], pids[0]);
+        host.add_child(pids[3], pids[2]);
+        pids
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn stop_ends_shims_and_the_containers_below_them() {
+    async fn stop_keeps_shims_and_their_containers_and_ends_component_leftovers() {
         let Fixture {
             _dirs,
             host,
@@ -699,15 +734,85 @@ mod tests {
             .await
             .unwrap();
         let marker = supervisor.marker();
-        host.add_process(600, &[&marker]); // a shim that left containerd's group
-        host.add_child(601, 600); // the container it runs, with a clean environment
-        host.add_child(602, 601); // a process inside the container
-        host.add_process(700, &[b"PATH=/bin"]); // someone else's
+        let shim = shim_of(&supervisor);
+        let pod = add_pod(&host, &shim, &marker, 600);
+        // A shim started before an upgrade replaced the binary.
+        let old = std::path::PathBuf::from(format!("{} (deleted)", shim.display()));
+        let old_pod = add_pod(&host, &old, &marker, 610);
+        host.add_process(650, &[&marker]); // a component's child that left its group
+        host.add_child(651, 650); // and what it started with a clean environment
+        // A shim of the host's containerd: same name, other file, no marker.
+        host.add_running(
+            700,
+            std::path::Path::new("/usr/bin/containerd-shim-runc-v2"),
+            &[],
+        );
         host.add_child(701, 700);
+        // The data dir's shim binary run by something without our marker: not ours at all.
+        host.add_running(710, &shim, &[b"PATH=/bin"]);
         supervisor.stop().await;
-        for gone in [600, 601, 602] {
+        for kept in pod.into_iter().chain(old_pod).chain([700, 701, 710]) {
+            assert!(host.has_process(kept), "{kept} was ended by the stop");
+        }
+        for gone in [650, 651] {
             assert!(!host.has_process(gone), "{gone} survived the stop");
         }
-        assert!(host.has_process(700) && host.has_process(701));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_after_a_sigkill_keeps_the_workloads_it_finds() {
+        let Fixture {
+            _dirs,
+            host,
+            mut supervisor,
+        } = fixture();
+        let run = supervisor.config.run_dir.clone();
+        run.create().unwrap();
+        let marker = supervisor.marker();
+        let shim = shim_of(&supervisor);
+        let pod = add_pod(&host, &shim, &marker, 600);
+        // The previous kubelet's child that PDEATHSIG did not reach, with its own child.
+        host.add_process(650, &[&marker]);
+        host.add_child(651, 650);
+        std::fs::write(run.pid_file("containerd"), "600\n").unwrap();
+        supervisor
+            .start(vec![spec("containerd", &[])])
+            .await
+            .unwrap();
+        for kept in pod {
+            assert!(host.has_process(kept), "{kept} was ended at start");
+        }
+        assert!(!host.has_process(650) && !host.has_process(651));
+        assert!(run.pid_file("containerd").exists(), "the new pid file");
+        supervisor.stop().await;
+    }
+
+    #[test]
+    fn leftovers_sort_workloads_apart_and_end_ends_them_all() {
+        let dirs = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dirs.path().join("data"));
+        let ours = Ownership::of(&data);
+        let shim =
+            std::path::Path::new(&orphans::marker_value(&data)).join("bin/containerd-shim-runc-v2");
+        let host = FakeHost::default();
+        let pod = add_pod(&host, &shim, ours.marker(), 600);
+        host.add_process(650, &[ours.marker()]);
+        host.add_child(651, 650);
+        host.add_process(700, &[b"PATH=/bin"]);
+        let found = Leftovers::find(&host, &ours).unwrap();
+        assert_eq!(found.shims, [Pid::from_raw(600)]);
+        let mut workloads: Vec<i32> = found.workloads().iter().map(|p| p.as_raw()).collect();
+        workloads.sort();
+        assert_eq!(workloads, pod);
+        assert_eq!(found.marked, [Pid::from_raw(650)]);
+        assert_eq!(found.offspring, [(Pid::from_raw(651), Pid::from_raw(650))]);
+
+        let ended = found.end(&host, &ours, Duration::ZERO).unwrap();
+        assert_eq!(ended.len(), 6, "{ended:?}");
+        for gone in pod.into_iter().chain([650, 651]) {
+            assert!(!host.has_process(gone), "{gone} survived");
+        }
+        assert!(host.has_process(700));
+        assert!(Leftovers::find(&host, &ours).unwrap().is_empty());
     }
 }

@@ -263,6 +263,10 @@ impl ProcessTable for SystemHost {
     fn signal_if_child_of(&self, pid: Pid, parent: Pid, signal: Signal) -> io::Result<bool> {
         ProcFs.signal_if_child_of(pid, parent, signal)
     }
+
+    fn executable(&self, pid: Pid) -> Option<std::path::PathBuf> {
+        ProcFs.executable(pid)
+    }
 }
 
 /// The process table as /proc shows it; signals go through pidfds.
@@ -302,6 +306,10 @@ impl ProcessTable for ProcFs {
 
     fn signal_if_child_of(&self, pid: Pid, parent: Pid, signal: Signal) -> io::Result<bool> {
         signal_pinned(pid, signal, || parent_of(pid) == Some(parent))
+    }
+
+    fn executable(&self, pid: Pid) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/{pid}/exe")).ok()
     }
 }
 

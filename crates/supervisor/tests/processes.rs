@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use k0x_config::{DataDir, RunDir};
 use k0x_supervisor::{
-    BackoffPolicy, ComponentState, ComponentStatus, DataDirLock, ExitReason, Pid, ProbeTiming,
-    ProcFs, ProcessTable, Readiness, Signal, Spec, Supervisor, SupervisorConfig, end_orphans,
-    marker_entry, marker_value,
+    BackoffPolicy, ComponentState, ComponentStatus, DataDirLock, ExitReason, Leftovers, Ownership,
+    Pid, ProbeTiming, ProcFs, ProcessTable, Readiness, Signal, Spec, Supervisor, SupervisorConfig,
+    end_orphans, marker_entry, marker_value,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -294,6 +294,77 @@ async fn a_stop_leaves_no_grandchild_in_the_group_or_in_a_new_session() {
     supervisor.stop().await;
     eventually("the grandchildren and the container to die", || {
         !alive(same_group) && !alive(new_session) && !alive(container)
+    })
+    .await;
+    setup.assert_nothing_marked();
+}
+
+/// A real shim (a process running `<data dir>/bin/containerd-shim-runc-v2` with the marker) and
+/// the container below it outlive a stop and the next start's orphan sweep; ending everything,
+/// as `k0x reset` does, ends both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_and_the_orphan_sweep_keep_a_shim_and_its_container_and_reset_ends_them() {
+    if k0x_testkit::require_binaries("shim kept", &["setsid", "sh"]).is_none() {
+        return;
+    }
+    let setup = Setup::new();
+    let work = setup.work();
+    let data = setup.data();
+    std::fs::create_dir_all(data.bin()).unwrap();
+    let shim_path = data.bin().join(k0x_supervisor::SHIM_EXECUTABLES[0]);
+    std::fs::copy(k0x_testkit::find_binary("sh").unwrap(), &shim_path).unwrap();
+    let mut supervisor = Supervisor::new(setup.config(small_backoff())).unwrap();
+    let spec = setup.spec(
+        "containerd",
+        "shim-maker.sh",
+        &[work.to_str().unwrap(), shim_path.to_str().unwrap()],
+    );
+    supervisor.start(vec![spec]).await.unwrap();
+    eventually("the shim and its container", || {
+        work.join("shim.pid").exists() && work.join("container.pid").exists()
+    })
+    .await;
+    let shim = setup.read_pid("shim.pid");
+    let container = setup.read_pid("container.pid");
+    eventually(
+        "the shim to run its own executable in its own session",
+        || {
+            ProcFs.executable(shim).is_some_and(|exe| exe == shim_path)
+                && nix::unistd::getsid(Some(shim)).is_ok_and(|sid| sid == shim)
+        },
+    )
+    .await;
+    // Ends whatever the test leaves, also when it fails half-way (the container has no marker).
+    let ours = Ownership::of(&data);
+    struct EndAll<'a>(&'a Ownership);
+    impl Drop for EndAll<'_> {
+        fn drop(&mut self) {
+            if let Ok(left) = Leftovers::find(&ProcFs, self.0) {
+                let _ = left.end(&ProcFs, self.0, Duration::ZERO);
+            }
+        }
+    }
+    let _guard = EndAll(&ours);
+
+    supervisor.stop().await;
+    assert!(alive(shim) && alive(container), "the stop ended a workload");
+    assert_eq!(setup.marked(), [shim], "only the shim keeps the marker");
+
+    let lock = DataDirLock::acquire(&data).expect("the stopped supervisor released the lock");
+    let ended = end_orphans(&setup.run(), &lock).unwrap();
+    assert_eq!(ended, [], "the orphan sweep ended a workload");
+    assert!(alive(shim) && alive(container));
+
+    let left = Leftovers::find(&ProcFs, &ours).unwrap();
+    assert_eq!(left.shims, [shim]);
+    assert_eq!(left.containers, [(container, shim)]);
+    assert!(
+        left.marked.is_empty() && left.offspring.is_empty(),
+        "{left:?}"
+    );
+    left.end(&ProcFs, &ours, Duration::from_secs(2)).unwrap();
+    eventually("the shim and the container to die", || {
+        !alive(shim) && !alive(container)
     })
     .await;
     setup.assert_nothing_marked();

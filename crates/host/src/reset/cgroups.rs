@@ -93,6 +93,55 @@ pub fn remove(dirs: &[PathBuf]) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
+/// The names of the cgroup the kubelet puts every pod below (`cgroupsPerQOS` with the default
+/// `cgroupRoot` of `/`), for the cgroupfs and the systemd driver.
+const KUBELET_ROOTS: &[&str] = &["kubepods", "kubepods.slice"];
+
+/// The kubelet's pod cgroup trees in every mounted hierarchy. The kubelet creates them and never
+/// removes them; once the pods' processes are gone they are empty.
+pub fn kubelet_trees() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut trees: Vec<PathBuf> = hierarchies(&mountinfo)
+        .into_iter()
+        .flat_map(|h| {
+            KUBELET_ROOTS
+                .iter()
+                .map(move |name| h.mount_point.join(name))
+        })
+        .filter(|dir| is_cgroup_dir(dir) && dir.is_dir())
+        .collect();
+    trees.sort();
+    trees.dedup();
+    trees
+}
+
+/// Removes the cgroup `tree` and every cgroup below it, deepest first. The kernel refuses to
+/// remove a cgroup that still holds a process, so only empty ones go.
+pub fn remove_tree(tree: &Path) -> Result<(), String> {
+    let mut dirs = Vec::new();
+    let mut pending = vec![tree.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        if let Ok(entries) = fs::read_dir(&dir) {
+            pending.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        dirs.push(dir);
+    }
+    let kept = remove(&dirs);
+    match kept.first() {
+        None => Ok(()),
+        Some((dir, error)) => Err(format!(
+            "{} cgroup(s) left, e.g. {}: {error}",
+            kept.len(),
+            dir.display()
+        )),
+    }
+}
+
 /// True when `dir` is a cgroup directory of some hierarchy (not a hierarchy root).
 pub fn is_cgroup_dir(dir: &Path) -> bool {
     dir.starts_with("/sys/fs/cgroup") && dir != Path::new("/sys/fs/cgroup")
@@ -135,6 +184,19 @@ mod tests {
             "50 1 0:40 /process_api/x /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         let dirs = directories("4:memory:/process_api/x/c1\n", &hierarchies(mountinfo));
         assert_eq!(dirs, [PathBuf::from("/sys/fs/cgroup/memory/c1")]);
+    }
+
+    #[test]
+    fn a_tree_goes_deepest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("kubepods");
+        fs::create_dir_all(tree.join("besteffort/pod1/c1")).unwrap();
+        fs::create_dir_all(tree.join("burstable")).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        fs::create_dir_all(tree.join("pod2")).unwrap();
+        fs::write(tree.join("pod2/cgroup.procs"), "1").unwrap();
+        assert!(remove_tree(&tree).is_err(), "a cgroup in use stays");
     }
 
     #[test]

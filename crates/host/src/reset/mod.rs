@@ -1,13 +1,21 @@
 //! `k0x reset`: removes what k0x created on this host, and nothing else.
 //!
-//! The order matters: processes first (they hold mounts and recreate files) and the emptied
-//! cgroups of their containers, then mounts deepest first, then the pod network and its CNI
-//! state, then the directories (only once no mount is left below them, so a recursive removal
+//! The order matters: processes first, workloads included (they hold mounts and recreate files),
+//! and the emptied cgroups of their containers, then the containers runc still knows (`runc
+//! delete --force`: also those whose shim died before), then mounts deepest first, then the
+//! kubelet's emptied pod cgroups, then the pod network (bridge, veths, CNI-* rules, and the
+//! kubelet's KUBE-* chains) and its CNI state, then the directories (only once no mount is left below them, so a recursive removal
 //! can never reach into another filesystem), then installed units and the files
 //! `k0x sysinfo --fix` and `k0x install` wrote. Every step is idempotent, so
 //! running reset twice is fine, and [`plan`] lists the steps without doing any of them.
+//!
+//! A stop of k0x keeps the workloads running (see [`k0x_supervisor::workloads`]);
+//! [`stop_workloads`] (`k0x stop --workloads`) takes the first steps of a reset, the ones that
+//! end workloads (processes, containers, their mounts), and keeps the data and the pod network
+//! for the next start.
 
 mod cgroups;
+mod containers;
 mod mounts;
 pub mod network;
 pub mod processes;
@@ -59,7 +67,15 @@ pub enum Step {
         /// the processes are gone.
         cgroups: Vec<PathBuf>,
     },
+    DeleteContainer {
+        runc: PathBuf,
+        root: PathBuf,
+        id: String,
+    },
     Unmount {
+        path: PathBuf,
+    },
+    RemoveCgroup {
         path: PathBuf,
     },
     DeleteLink {
@@ -93,7 +109,17 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::DeleteContainer { runc, root, id } => write!(
+                f,
+                "{} --root {} delete --force {}",
+                runc.display(),
+                root.display(),
+                shell_quote(id)
+            ),
             Step::Unmount { path } => write!(f, "umount {}", path.display()),
+            Step::RemoveCgroup { path } => {
+                write!(f, "rmdir the cgroup {} and those below it", path.display())
+            }
             Step::DeleteLink { name } => write!(f, "ip link delete {name}"),
             Step::Iptables { program, args } => {
                 let words: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
@@ -208,26 +234,16 @@ fn check_services(root: &Path) -> Result<(), ResetError> {
 /// The steps a reset takes now, in order, without doing any of them.
 pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
     let dirs = k0x_dirs(options)?;
-    let mut steps = Vec::new();
-
-    let marker_values = marker_paths(options.data_dir.root());
-    let marked = processes::find_marked(
-        &marker_values
-            .iter()
-            .map(PathBuf::as_path)
-            .collect::<Vec<_>>(),
-    );
-    if !marked.is_empty() {
-        steps.push(Step::StopProcesses {
-            cgroups: container_cgroups(&marked),
-            processes: marked.into_iter().map(|p| (p.pid, p.command)).collect(),
-        });
+    let mut steps = workload_steps(options, &dirs);
+    // The kubelet's pod cgroups and chains: only once this data dir's kubelet ran.
+    let kubelet_ran = options.data_dir.kubelet().is_dir();
+    if kubelet_ran {
+        steps.extend(
+            cgroups::kubelet_trees()
+                .into_iter()
+                .map(|path| Step::RemoveCgroup { path }),
+        );
     }
-    steps.extend(
-        mounts::mounts_under(&dirs)
-            .into_iter()
-            .map(|path| Step::Unmount { path }),
-    );
 
     let networks = network::k0x_networks(&options.data_dir.etc());
     steps.extend(
@@ -236,7 +252,7 @@ pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
             .map(|name| Step::DeleteLink { name }),
     );
     steps.extend(
-        network::iptables_changes(&networks)
+        network::iptables_changes(&networks, kubelet_ran)
             .into_iter()
             .map(|c| Step::Iptables {
                 program: c.program.into(),
@@ -267,6 +283,64 @@ pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
             .map(|path| Step::RemoveFile { path }),
     );
     Ok(steps)
+}
+
+/// The steps that end the workloads and every other process of k0x: the processes (and the
+/// cgroups of the containers among them), the containers runc still knows, then the mounts
+/// below the data and run dirs.
+fn workload_steps(options: &ResetOptions, dirs: &[PathBuf]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let marker_values = marker_paths(options.data_dir.root());
+    let marked = processes::find_marked(
+        &marker_values
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    );
+    if !marked.is_empty() {
+        steps.push(Step::StopProcesses {
+            cgroups: container_cgroups(&marked),
+            processes: marked.into_iter().map(|p| (p.pid, p.command)).collect(),
+        });
+    }
+    let runc = options.data_dir.bin().join("runc");
+    steps.extend(
+        containers::find(&options.run_dir.runc_root())
+            .into_iter()
+            .map(|c| Step::DeleteContainer {
+                runc: runc.clone(),
+                root: c.root,
+                id: c.id,
+            }),
+    );
+    steps.extend(
+        mounts::mounts_under(dirs)
+            .into_iter()
+            .map(|path| Step::Unmount { path }),
+    );
+    steps
+}
+
+/// The steps [`stop_workloads`] takes now, without doing any of them.
+pub fn plan_stop_workloads(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
+    let dirs = k0x_dirs(options)?;
+    Ok(workload_steps(options, &dirs))
+}
+
+/// Ends the workloads k0x left running (shims, containers, their mounts) and any other
+/// process of k0x, refusing while k0x runs; keeps the data, the configuration and the pod
+/// network for the next start. Continues past a failed step and reports each.
+pub fn stop_workloads(options: &ResetOptions) -> Result<Vec<Done>, ResetError> {
+    let _lock = ensure_not_running(options)?;
+    let steps = plan_stop_workloads(options)?;
+    let dirs = k0x_dirs(options)?;
+    Ok(steps
+        .into_iter()
+        .map(|step| {
+            let error = take(&step, options, &dirs).err();
+            Done { step, error }
+        })
+        .collect())
 }
 
 /// Takes every step of [`plan`], refusing while k0x runs. Continues past a failed step and
@@ -300,10 +374,33 @@ fn take(step: &Step, options: &ResetOptions, dirs: &[PathBuf]) -> Result<(), Str
                 Err(format!("cgroups left: {kept:?}"))
             }
         }
+        Step::DeleteContainer { runc, root, id } => {
+            let root = root.display().to_string();
+            let args = ["--root", root.as_str(), "delete", "--force", id.as_str()];
+            let program = if runc.is_file() {
+                runc.display().to_string()
+            } else {
+                "runc".to_owned()
+            };
+            run(&program, &args).or_else(|error| {
+                // Gone meanwhile (a dying shim's own `runc delete`) is what was asked for.
+                let state = Path::new(&root).join(id);
+                if state.exists() { Err(error) } else { Ok(()) }
+            })
+        }
+        Step::RemoveCgroup { path } => cgroups::remove_tree(path),
         // Stopping a process may already have unmounted it (a shim tearing down a rootfs).
         Step::Unmount { path } if !mounts::is_mount_point(path) => Ok(()),
         Step::Unmount { path } => mounts::unmount(path).map_err(|e| e.to_string()),
-        Step::DeleteLink { name } => run("ip", &["link", "delete", name]),
+        // A pod veth goes with its network namespace, which the unmounts above ended; the
+        // kernel deletes it a moment later, so gone before or during the delete is done.
+        Step::DeleteLink { name } => {
+            let gone = || !Path::new("/sys/class/net").join(name).exists();
+            if gone() {
+                return Ok(());
+            }
+            run("ip", &["link", "delete", name]).or_else(|e| if gone() { Ok(()) } else { Err(e) })
+        }
         Step::Iptables { program, args } => run(
             program,
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -443,7 +540,7 @@ const DATA_DIR_ENTRIES: &[&str] = &[
     "etc",
 ];
 /// Entries k0x creates in its run dir (besides `<component>.pid` files).
-const RUN_DIR_ENTRIES: &[&str] = &["k0x.sock", "status", "containerd"];
+const RUN_DIR_ENTRIES: &[&str] = &["k0x.sock", "status", "containerd", "cni"];
 
 /// True when `dir` is missing, empty, or holds at least one entry k0x creates there.
 fn looks_like_k0x(dir: &Path, known: &[&str]) -> bool {

@@ -5,6 +5,10 @@
 //! network name and the bridge name. Chains are matched by the comment the CNI plugins put on
 //! every rule (`name: "<network>" id: "<container>"`), so chains of another CNI network on the
 //! same host, and the shared CNI-HOSTPORT-* chains, are left alone.
+//!
+//! The kubelet (and kube-proxy, where it runs) keep their rules in KUBE-* chains that carry no
+//! such comment. A host runs one kubelet, so once this data dir's kubelet ran, every KUBE-* chain
+//! is its own: reset removes them and the rules jumping to them, as k3s-killall.sh does.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -166,19 +170,22 @@ pub struct IptablesChange {
 }
 
 /// Rules carrying a comment of one of `networks`, then the CNI-* chains they jump to (flushed,
-/// then deleted), in both the IPv4 and the IPv6 tables that exist on this host.
-pub fn iptables_changes(networks: &[CniNetwork]) -> Vec<IptablesChange> {
+/// then deleted), in both the IPv4 and the IPv6 tables that exist on this host; with
+/// `kube_chains`, also every KUBE-* chain and the rules jumping to it.
+pub fn iptables_changes(networks: &[CniNetwork], kube_chains: bool) -> Vec<IptablesChange> {
     let mut changes = Vec::new();
     for program in ["iptables", "ip6tables"] {
-        for table in ["nat", "filter"] {
+        for table in ["nat", "filter", "mangle", "raw"] {
             let Some(dump) = save(program, table) else {
                 continue;
             };
-            changes.extend(changes_for_dump(&dump, networks).into_iter().map(|args| {
-                IptablesChange {
-                    program,
-                    args: [vec!["-t".to_owned(), table.to_owned()], args].concat(),
-                }
+            let mut table_changes = changes_for_dump(&dump, networks);
+            if kube_chains {
+                table_changes = merge(&table_changes, &kube_changes_for_dump(&dump));
+            }
+            changes.extend(table_changes.into_iter().map(|args| IptablesChange {
+                program,
+                args: [vec!["-t".to_owned(), table.to_owned()], args].concat(),
             }));
         }
     }
@@ -228,6 +235,49 @@ fn changes_for_dump(dump: &str, networks: &[CniNetwork]) -> Vec<Vec<String>> {
         }
         // Rules inside a chain that is deleted go with it.
         if !chain.starts_with("CNI-") || chain.starts_with("CNI-HOSTPORT-") {
+            let mut delete = words;
+            delete[0] = "-D".into();
+            deletes.push(delete);
+        }
+    }
+    let flushes = chains.iter().map(|c| vec!["-F".to_owned(), c.clone()]);
+    let removals = chains.iter().map(|c| vec!["-X".to_owned(), c.clone()]);
+    deletes.into_iter().chain(flushes).chain(removals).collect()
+}
+
+/// Deletes of the second list after those of the first, then all flushes, then all removals:
+/// a chain can only be deleted once nothing jumps to it any more.
+fn merge(first: &[Vec<String>], second: &[Vec<String>]) -> Vec<Vec<String>> {
+    let mut all: Vec<Vec<String>> = Vec::new();
+    for op in ["-D", "-F", "-X"] {
+        for change in first.iter().chain(second) {
+            if change[0] == op && !all.contains(change) {
+                all.push(change.clone());
+            }
+        }
+    }
+    all
+}
+
+/// The changes that remove the KUBE-* chains of one table's `iptables-save` output: `-D` for
+/// each rule of another chain that jumps to one, then `-F` and `-X` for each.
+fn kube_changes_for_dump(dump: &str) -> Vec<Vec<String>> {
+    let is_kube = |chain: &str| chain.starts_with("KUBE-");
+    let chains: Vec<String> = dump
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|chain| is_kube(chain))
+        .map(str::to_owned)
+        .collect();
+    let mut deletes = Vec::new();
+    for line in dump.lines().filter(|l| l.starts_with("-A ")) {
+        let words = split_words(line);
+        let in_kube = words.get(1).is_some_and(|c| is_kube(c));
+        let jumps_to_kube = words
+            .windows(2)
+            .any(|w| (w[0] == "-j" || w[0] == "-g") && is_kube(&w[1]));
+        if jumps_to_kube && !in_kube {
             let mut delete = words;
             delete[0] = "-D".into();
             deletes.push(delete);
@@ -323,6 +373,39 @@ COMMIT
         .map(|v| v.into_iter().map(String::from).collect())
         .collect();
         assert_eq!(changes, expected);
+    }
+
+    const KUBE_DUMP: &str = r#"*filter
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:KUBE-FIREWALL - [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A OUTPUT -j KUBE-FIREWALL
+-A OUTPUT -j DOCKER
+-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+COMMIT
+"#;
+
+    #[test]
+    fn kube_chains_go_with_the_rules_that_jump_to_them_and_nothing_else() {
+        let changes = kube_changes_for_dump(KUBE_DUMP);
+        let words = |v: &[&str]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            changes,
+            [
+                words(&["-D", "INPUT", "-j", "KUBE-FIREWALL"]),
+                words(&["-D", "OUTPUT", "-j", "KUBE-FIREWALL"]),
+                words(&["-F", "KUBE-FIREWALL"]),
+                words(&["-F", "KUBE-KUBELET-CANARY"]),
+                words(&["-X", "KUBE-FIREWALL"]),
+                words(&["-X", "KUBE-KUBELET-CANARY"]),
+            ]
+        );
+        let merged = merge(&changes_for_dump(DUMP, &k0x()), &changes);
+        let ops: Vec<&str> = merged.iter().map(|c| c[0].as_str()).collect();
+        assert_eq!(ops, ["-D", "-D", "-D", "-F", "-F", "-F", "-X", "-X", "-X"]);
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! Finding and ending processes a k0x started, with the supervisor's own search: processes whose
-//! environment holds `K0X_MANAGED=<data dir>` (every child the supervisor starts, and what those
-//! start, like containerd shims) and the unmarked processes below them (containers start from a
-//! clean environment). Signals go through pidfds and only reach a process that is still what it
-//! was found as. Nothing else is ever signalled.
+//! Finding and ending processes a k0x started, with the supervisor's own search and its one rule
+//! for workloads ([`k0x_supervisor::workloads`]): processes whose environment holds
+//! `K0X_MANAGED=<data dir>` (every child the supervisor starts, and what those start, like
+//! containerd shims) and the unmarked processes below them (containers start from a clean
+//! environment). A stop of k0x keeps the workloads (shims and containers) running; reset ends
+//! them with everything else. Signals go through pidfds and only reach a process that is still
+//! what it was found as. Nothing else is ever signalled.
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use k0x_supervisor::{Leftovers, MARKER_VAR, ProcFs, marker_entry};
+use k0x_supervisor::ProcessTable;
+
+use k0x_supervisor::{Leftovers, MARKER_VAR, Ownership, ProcFs};
 
 /// A running process of our data dir's k0x.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,16 +23,16 @@ pub struct MarkedProcess {
     pub marked: bool,
 }
 
-/// The marker entry for each form the data dir's path may have taken.
-fn markers(data_dirs: &[&Path]) -> Vec<Vec<u8>> {
+/// The processes of each form the data dir's path may have taken.
+fn owners(data_dirs: &[&Path]) -> Vec<Ownership> {
     data_dirs
         .iter()
-        .map(|dir| marker_entry(dir.as_os_str()))
+        .map(|dir| Ownership::with_marker_value(dir.as_os_str()))
         .collect()
 }
 
-fn leftovers(marker: &[u8]) -> Leftovers {
-    Leftovers::find(&ProcFs, marker).unwrap_or_else(|error| {
+fn leftovers(ours: &Ownership) -> Leftovers {
+    Leftovers::find(&ProcFs, ours).unwrap_or_else(|error| {
         tracing::warn!("cannot read the process table: {error}");
         Leftovers::default()
     })
@@ -38,11 +42,18 @@ fn leftovers(marker: &[u8]) -> Leftovers {
 /// all their descendants.
 pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
     let mut found: Vec<MarkedProcess> = Vec::new();
-    for marker in markers(data_dirs) {
-        let leftovers = leftovers(&marker);
+    for ours in owners(data_dirs) {
+        let leftovers = leftovers(&ours);
         let marked = leftovers.marked.iter().map(|pid| (*pid, true));
         let offspring = leftovers.offspring.iter().map(|(pid, _)| (*pid, false));
-        for (pid, marked) in marked.chain(offspring) {
+        let shims = leftovers.shims.iter().map(|pid| (*pid, true));
+        // Below a shim: the containers (no marker) and the shim's runc calls (its marker).
+        let containers = leftovers
+            .containers
+            .iter()
+            .map(|(pid, _)| (*pid, ProcFs.carries_marker(*pid, ours.marker())));
+        let all = marked.chain(offspring).chain(shims).chain(containers);
+        for (pid, marked) in all {
             if !found.iter().any(|p| p.pid == pid.as_raw()) {
                 found.push(MarkedProcess {
                     pid: pid.as_raw(),
@@ -56,11 +67,11 @@ pub fn find_marked(data_dirs: &[&Path]) -> Vec<MarkedProcess> {
     found
 }
 
-/// Ends the processes of `data_dirs`' k0x (SIGTERM, then SIGKILL after `grace`). Returns the
-/// pids still there afterwards.
+/// Ends the processes of `data_dirs`' k0x, workloads included (SIGTERM, then SIGKILL after
+/// `grace`). Returns the pids still there afterwards.
 pub fn stop(data_dirs: &[&Path], grace: Duration) -> Vec<i32> {
-    for marker in markers(data_dirs) {
-        if let Err(error) = leftovers(&marker).end(&ProcFs, &marker, grace) {
+    for ours in owners(data_dirs) {
+        if let Err(error) = leftovers(&ours).end(&ProcFs, &ours, grace) {
             tracing::warn!("cannot end every process of {MARKER_VAR}: {error}");
         }
     }
