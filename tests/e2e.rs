@@ -255,20 +255,44 @@ fn service_and_dns_answer(node: &Node) {
         all.extend(args);
         kubectl(node, &all)
     };
-    let url = format!("http://{DEPLOYMENT}.default.svc.cluster.local:{HTTP_PORT}/");
-    let answered = common::wait_until(|| {
-        stdout(&in_client(&["wget", "-q", "-T", "3", "-O", "-", &url])).contains(MESSAGE)
+    // The image's static busybox cannot resolve names itself (glibc's resolver needs shared
+    // libraries), but its nslookup asks the pod's name server directly: the name resolves
+    // through CoreDNS, then the Service IP answers through kube-proxy's rules.
+    let name = format!("{DEPLOYMENT}.default.svc.cluster.local");
+    let cluster_ip = stdout(&kubectl(
+        node,
+        &[
+            "get",
+            "service",
+            DEPLOYMENT,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    ));
+    let resolved = common::wait_until(|| {
+        let lookup = stdout(&in_client(&["nslookup", &name]));
+        let wanted = format!("Address: {cluster_ip}");
+        lookup.lines().any(|line| line.trim() == wanted)
     });
-    let last = in_client(&["wget", "-q", "-T", "3", "-O", "-", &url]);
+    let lookup = in_client(&["nslookup", &name]);
+    assert!(
+        resolved,
+        "{name} did not resolve to {cluster_ip}: {}{}\n{}",
+        stdout(&lookup),
+        stderr(&lookup),
+        stdout(&kubectl(node, &["get", "pods,svc", "-A", "-o", "wide"]))
+    );
+    // wget crashes the same way even on an address; nc takes it as it is.
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {cluster_ip} {HTTP_PORT}");
+    let answered =
+        common::wait_until(|| stdout(&in_client(&["sh", "-c", &request])).contains(MESSAGE));
+    let last = in_client(&["sh", "-c", &request]);
     assert!(
         answered,
-        "the Service never answered by name: {}{}\n{}",
+        "the Service never answered at {cluster_ip}:{HTTP_PORT}: {}{}\n{}",
         stdout(&last),
         stderr(&last),
-        stdout(&kubectl(
-            node,
-            &["get", "pods,svc,endpointslices", "-A", "-o", "wide"]
-        ))
+        stdout(&kubectl(node, &["get", "svc,endpointslices", "-o", "wide"]))
     );
     let lookup = in_client(&["nslookup", "kubernetes.default.svc.cluster.local"]);
     assert!(
