@@ -1,4 +1,5 @@
-//! End to end, by default: `k0x server --enable-worker` with the components built from source
+//! End to end, by default: `k0x server --enable-worker`, started with the host's IP forwarding
+//! off as on a fresh machine, with the components built from source
 //! (see the harness: `K0X_COMPONENTS_DIR`, by default `target/components/<arch>`) and k0x's own
 //! pause program. The node must become Ready with the kubelet's version, take ordinary pods (no
 //! control-plane taint), import a busybox archive from `<data-dir>/images/` (a broken archive
@@ -22,6 +23,8 @@ const KUBE_VERSION: &str = "v1.34.4";
 const IMAGE: &str = "k0x.test/busybox:e2e";
 const DEPLOYMENT: &str = "k0x-e2e-busybox";
 const MESSAGE: &str = "hello from a k0x pod";
+/// The host's forwarding switch, off on a fresh machine.
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// Where the Deployment's pods serve MESSAGE (busybox httpd) and its Service listens.
 const HTTP_PORT: u16 = 8080;
 /// The pod that calls the Service from elsewhere.
@@ -413,16 +416,29 @@ fn node_becomes_ready_and_runs_a_deployment() {
     }
     relax_eviction(&node);
     drop_archives(&node, &tools[0]);
+    // A fresh host forwards no packets; k0x must set it itself (what an earlier run left on
+    // this one does not count).
+    std::fs::write(IP_FORWARD, "0\n").unwrap();
 
     node.start(&["--enable-worker"]);
     node.wait_ready(COMPONENTS);
     wait_node_ready(&node);
     let log = node.log();
-    assert!(log.contains("pause image imported"), "{log}");
     assert!(
-        log.lines()
-            .any(|l| l.contains("image archive not imported") && l.contains("broken.tar")),
-        "the broken archive must be reported: {log}"
+        log.contains("fixed sysctl:net.ipv4.ip_forward: 0 → 1"),
+        "k0x did not turn on forwarding: {log}"
+    );
+    assert!(log.contains("pause image imported"), "{log}");
+    // The user's archives are imported beside the kubelet.
+    let reported = common::wait_until(|| {
+        node.log()
+            .lines()
+            .any(|l| l.contains("image archive not imported") && l.contains("broken.tar"))
+    });
+    assert!(
+        reported,
+        "the broken archive must be reported: {}",
+        node.log()
     );
     let nodes = stdout(&kubectl(&node, &["get", "nodes"]));
     assert!(nodes.contains(KUBE_VERSION), "kubectl get nodes: {nodes}");

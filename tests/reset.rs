@@ -40,7 +40,6 @@ fn reset_after_a_real_run_leaves_nothing_and_can_run_twice() {
     let Some(tools) = k0x_testkit::require_binaries(test, &["ctr", "busybox"]) else {
         return;
     };
-    node.hold_fixed_ports();
     let scratch_root = node.root.join("host-root");
     std::fs::create_dir_all(&scratch_root).unwrap();
     node.start(&["--enable-worker"]);

@@ -25,7 +25,6 @@ use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil, layout};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_manifests::Applier;
-use k0x_node::images::ArchiveWatch;
 use k0x_node::{EtcdMembership, NodeContext, NodeFacts};
 use k0x_supervisor::{
     ComponentState, ComponentStatus, DataDirLock, Supervisor, SupervisorConfig, SystemHost,
@@ -222,14 +221,11 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let applier = start_manifests(&plan, supervisor.subscribe(), stopped());
     let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
-        result = start_components(&mut supervisor, &plan) => Some(result),
+        result = start_components(&mut supervisor, &plan, stopped()) => Some(result),
         _ = signals.recv() => None,
     };
     let outcome = match started {
-        Some(Ok(archives)) => {
-            if let Some(archives) = archives {
-                tokio::spawn(watch_archives(plan.ctx.clone(), archives, stopped()));
-            }
+        Some(Ok(())) => {
             tracing::info!(
                 "all {} components ready; {} not started",
                 plan.specs.len(),
@@ -295,13 +291,14 @@ fn start_manifests(
     }))
 }
 
-/// Starts every component in order; the kubelet only after the images are imported, since the
-/// first thing it asks containerd for is the sandbox image. Returns the watch of the user's
-/// image archives on a worker.
+/// Starts every component in order; the kubelet only after the sandbox image is imported, since
+/// it is the first thing the kubelet asks containerd for. The pods' other images are imported
+/// beside the kubelet, and then the archives added later.
 async fn start_components(
     supervisor: &mut Supervisor<SystemHost>,
     plan: &Plan,
-) -> anyhow::Result<Option<ArchiveWatch>> {
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (first, later): (Vec<_>, Vec<_>) = plan
         .specs
         .iter()
@@ -309,25 +306,29 @@ async fn start_components(
         .partition(|spec| spec.name != k0x_node::images::NEEDED_BY);
     supervisor.start(first).await?;
     if later.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let ctx = plan.ctx.clone();
-    let archives = tokio::task::spawn_blocking(move || k0x_node::import_images(&ctx))
+    tokio::task::spawn_blocking(move || k0x_node::import_sandbox_image(&ctx))
         .await
         .context("the image import task failed")??;
+    tokio::spawn(import_pod_images(plan.ctx.clone(), stopped));
     supervisor.start(later).await?;
-    Ok(Some(archives))
+    Ok(())
 }
 
 /// How often a worker looks for image archives added to `<data-dir>/images/`.
 const ARCHIVE_LOOK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Imports the archives added to or changed in `<data-dir>/images/` until k0x stops.
-async fn watch_archives(
-    ctx: NodeContext,
-    mut archives: ArchiveWatch,
-    stopped: impl Future<Output = ()>,
-) {
+/// Imports the pods' images, then the archives added to or changed in `<data-dir>/images/`
+/// until k0x stops.
+async fn import_pod_images(ctx: NodeContext, stopped: impl Future<Output = ()>) {
+    let first = ctx.clone();
+    let Ok(mut archives) =
+        tokio::task::spawn_blocking(move || k0x_node::import_pod_images(&first)).await
+    else {
+        return tracing::error!("the image import task failed");
+    };
     tokio::pin!(stopped);
     loop {
         tokio::select! {

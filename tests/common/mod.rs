@@ -83,8 +83,9 @@ pub struct Node {
     pub config: PathBuf,
     pub ports: Ports,
     server: Option<Child>,
-    /// Held once Kubernetes is staged: its components listen on fixed ports.
-    fixed_ports: Option<k0x_testkit::FixedPortsLock>,
+    /// Held for the node's life: every `k0x server` checks that the fixed Kubernetes ports are
+    /// free (also when its kube components are missing), and a real node listens on them.
+    _fixed_ports: k0x_testkit::FixedPortsLock,
     /// Dropped last: the directory goes only after processes and mounts are gone.
     _tmp: tempfile::TempDir,
 }
@@ -102,6 +103,7 @@ impl Node {
             .chain(["etcdctl", "host-local"])
             .collect();
         let found = k0x_testkit::require_binaries(test, &wanted)?;
+        let fixed_ports = k0x_testkit::lock_fixed_ports();
         let tmp = tempfile::Builder::new()
             .prefix("k0x-server-")
             .tempdir()
@@ -125,7 +127,7 @@ impl Node {
             ports: Ports::pick(),
             root,
             server: None,
-            fixed_ports: None,
+            _fixed_ports: fixed_ports,
             _tmp: tmp,
         };
         node.write_config();
@@ -151,17 +153,7 @@ impl Node {
         }
         let pause = k0x_testkit::pause::static_pause(target_tmp);
         fs::copy(pause, self.bin().join("pause")).unwrap();
-        self.fixed_ports = Some(k0x_testkit::lock_fixed_ports());
         true
-    }
-
-    /// Waits for the machine-wide lock of the fixed Kubernetes ports without staging Kubernetes:
-    /// a controller's start checks those ports are free even when its kube components are
-    /// missing, so it must not run beside another checkout's real node.
-    pub fn hold_fixed_ports(&mut self) {
-        if self.fixed_ports.is_none() {
-            self.fixed_ports = Some(k0x_testkit::lock_fixed_ports());
-        }
     }
 
     /// The default configuration from `k0x config create`, moved to this node's ports.

@@ -1,4 +1,5 @@
-//! The images a worker's pods need, put into containerd before the kubelet starts.
+//! The images a worker's pods need, put into containerd: the sandbox image before the kubelet
+//! starts, the others beside it.
 //!
 //! No registry is reachable where k0x runs, so nothing may depend on a pull. The pod sandbox
 //! image is the first thing the kubelet asks containerd for: k0x builds it from its own static
@@ -218,20 +219,29 @@ fn import_archive(ctx: &NodeContext, archive: &Path) {
     }
 }
 
-/// Puts every image the node's pods need into containerd: the images k0x builds (an error with
-/// the sandbox image stops the start: no pod could run), then the user's archives (each failure
-/// is one warning). Returns the watch that imports the archives added later. containerd must
-/// be running. Blocks while `ctr` runs.
-pub fn import_images(ctx: &NodeContext) -> Result<ArchiveWatch, NodeError> {
-    for image in K0X_IMAGES {
-        match image.import(ctx) {
-            Err(err) if !image.required => tracing::warn!("{err}; its pods cannot start"),
-            result => result?,
+/// Puts the sandbox image into containerd: the kubelet asks for it first, and no pod can run
+/// without it, so an error stops the start. containerd must be running. Blocks while `ctr` runs.
+pub fn import_sandbox_image(ctx: &NodeContext) -> Result<(), NodeError> {
+    K0X_IMAGES
+        .iter()
+        .filter(|image| image.required)
+        .try_for_each(|image| image.import(ctx))
+}
+
+/// Puts the other images into containerd: those of the system stacks, then the user's archives.
+/// It runs beside the kubelet, not before it, so the node is Ready without waiting for tens of
+/// megabytes to be hashed and unpacked; a pod that asks for an image first retries until it is
+/// there. Each failure is one warning. Returns the watch that imports the archives added later.
+/// Blocks while `ctr` runs.
+pub fn import_pod_images(ctx: &NodeContext) -> ArchiveWatch {
+    for image in K0X_IMAGES.iter().filter(|image| !image.required) {
+        if let Err(err) = image.import(ctx) {
+            tracing::warn!("{err}; its pods cannot start");
         }
     }
     let mut watch = ArchiveWatch::default();
     watch.import_all(ctx);
-    Ok(watch)
+    watch
 }
 
 #[cfg(test)]

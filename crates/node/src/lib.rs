@@ -66,7 +66,7 @@ pub use component::{
 pub use context::{EtcdMembership, NodeContext, NodeFacts};
 pub use error::NodeError;
 pub use files::{DirSpec, RenderedFile};
-pub use images::import_images;
+pub use images::{import_pod_images, import_sandbox_image};
 
 pub use apiserver::service_account_issuer;
 pub use containerd::containerd_config;
