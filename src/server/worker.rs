@@ -25,9 +25,18 @@ pub fn ensure_joined(
     if !files.all_present() {
         let token = token.ok_or(k0x_join::token::LoadError::Missing)?;
         let client = JoinClient::new(token).with_local_addr(node.address);
-        let join = runtime
-            .block_on(client.join_worker(node_name))
-            .context("joining the cluster failed")?;
+        let join = match std::fs::read_to_string(&files.client_key) {
+            // Joined before, with fewer identities than this k0x needs: keep the name's key.
+            Ok(key) => runtime.block_on(client.rejoin_worker(node_name, &key)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                runtime.block_on(client.join_worker(node_name))
+            }
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot read {}", files.client_key.display()));
+            }
+        }
+        .context("joining the cluster failed")?;
         material::write_worker_files(data, &join).with_context(|| {
             format!("cannot store the join result in {}", data.root().display())
         })?;

@@ -139,7 +139,33 @@ impl JoinClient {
     /// client, kube-proxy client, kubelet serving). The serving certificate names the node and
     /// the address the join comes from; [`Self::with_local_addr`] makes that the node's address.
     pub async fn join_worker(&self, node_name: &str) -> Result<WorkerJoin, JoinError> {
-        let keys = WorkerKeys::generate(node_name, self.local_addr)?;
+        let client = NewKey::generate(&signer::kubelet_client(node_name))?;
+        self.join_worker_with(node_name, client).await
+    }
+
+    /// Joins again as the worker `node_name` that already holds the kubelet client key
+    /// `kubelet_key_pem`: the node name stays claimed by that key, and the node gets every
+    /// certificate anew (a worker that joined with an older k0x lacks some).
+    pub async fn rejoin_worker(
+        &self,
+        node_name: &str,
+        kubelet_key_pem: &str,
+    ) -> Result<WorkerJoin, JoinError> {
+        let key = KeyPair::from_pem(kubelet_key_pem).map_err(|e| JoinError::Key(e.to_string()))?;
+        let client = NewKey::for_key(key, &signer::kubelet_client(node_name))?;
+        self.join_worker_with(node_name, client).await
+    }
+
+    async fn join_worker_with(
+        &self,
+        node_name: &str,
+        client: NewKey,
+    ) -> Result<WorkerJoin, JoinError> {
+        let keys = WorkerKeys {
+            client,
+            kube_proxy: NewKey::generate(&signer::kube_proxy_client())?,
+            serving: NewKey::generate(&signer::kubelet_serving(node_name, self.local_addr))?,
+        };
         let request = keys.request(node_name);
         let response: api::WorkerJoinResponse = self.post(api::PATH_JOIN_WORKER, &request).await?;
         let session = self.session().await?;
@@ -371,15 +397,6 @@ struct WorkerKeys {
 }
 
 impl WorkerKeys {
-    /// Keys for node `node_name`, whose kubelet serves on `address` when known.
-    fn generate(node_name: &str, address: Option<IpAddr>) -> Result<Self, JoinError> {
-        Ok(Self {
-            client: NewKey::generate(&signer::kubelet_client(node_name))?,
-            kube_proxy: NewKey::generate(&signer::kube_proxy_client())?,
-            serving: NewKey::generate(&signer::kubelet_serving(node_name, address))?,
-        })
-    }
-
     fn request(&self, node_name: &str) -> api::WorkerJoinRequest {
         api::WorkerJoinRequest {
             node_name: node_name.to_string(),
@@ -390,16 +407,21 @@ impl WorkerKeys {
     }
 }
 
-/// A key made on this node and the CSR that asks for `spec` over it.
+/// A key of this node and the CSR that asks for `spec` over it.
 struct NewKey {
     key: KeyPair,
     csr_pem: String,
 }
 
 impl NewKey {
+    /// A new key.
     fn generate(spec: &CertSpec) -> Result<Self, JoinError> {
+        let key = KeyPair::generate().map_err(|e| JoinError::Key(e.to_string()))?;
+        Self::for_key(key, spec)
+    }
+
+    fn for_key(key: KeyPair, spec: &CertSpec) -> Result<Self, JoinError> {
         let failed = |e: rcgen::Error| JoinError::Key(e.to_string());
-        let key = KeyPair::generate().map_err(failed)?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
         for org in &spec.organizations {
@@ -478,7 +500,15 @@ mod tests {
 
     #[test]
     fn a_worker_request_carries_csrs_and_never_a_key() {
-        let keys = WorkerKeys::generate("worker-1", Some("192.0.2.7".parse().unwrap())).unwrap();
+        let keys = WorkerKeys {
+            client: NewKey::generate(&signer::kubelet_client("worker-1")).unwrap(),
+            kube_proxy: NewKey::generate(&signer::kube_proxy_client()).unwrap(),
+            serving: NewKey::generate(&signer::kubelet_serving(
+                "worker-1",
+                Some("192.0.2.7".parse().unwrap()),
+            ))
+            .unwrap(),
+        };
         let request = keys.request("worker-1");
         let wire = serde_json::to_string(&request).unwrap();
         assert!(!wire.contains("PRIVATE KEY"), "{wire}");

@@ -674,8 +674,26 @@ async fn a_worker_gets_only_its_own_names_and_identities() {
         .join_worker("thief")
         .await
         .unwrap();
-    // The victim's own certificates are untouched by all of that.
-    assert!(victim.response.kubelet_serving_certificate.is_some());
+    // Only the holder of the victim's kubelet key may join as the victim again (a worker that
+    // joined with an older k0x does so for the identities it lacks), and it keeps that key.
+    let again = JoinClient::new(token.clone())
+        .rejoin_worker("victim", &victim.key_pem)
+        .await
+        .unwrap();
+    assert_eq!(again.key_pem, victim.key_pem);
+    assert_eq!(
+        public_key(&again.response.certificate),
+        public_key(&victim.response.certificate)
+    );
+    assert_ne!(
+        again.kubelet_serving_key_pem,
+        victim.kubelet_serving_key_pem
+    );
+    let err = JoinClient::new(token.clone())
+        .join_worker("victim")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
 
     // A malformed kube-proxy CSR is refused like a malformed kubelet CSR.
     let mut bad = join("broken", csr_with_subject("a", "b"));
