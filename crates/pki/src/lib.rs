@@ -9,7 +9,7 @@
 //! - [`ensure_pki`] with a [`PkiRequest`] (built by [`PkiRequest::from_config`]): the controller's
 //!   whole PKI, called at every server start.
 //! - [`user_kubeconfig`]: a person's kubeconfig; [`admin_kubeconfig`]: `pki/admin.conf`.
-//! - [`load_cluster_ca`], [`CertificateAuthority::sign_node_csr`], [`ca_pin`]: what the join API
+//! - [`load_cluster_ca`], [`CertificateAuthority::sign`], [`ca_pin`]: what the join API
 //!   needs to admit workers.
 //! - [`ControllerSecrets`]: the CAs and service-account keys a joining controller receives.
 //! - [`Kubeconfig::render`]: kubeconfigs with embedded credentials for other callers.
