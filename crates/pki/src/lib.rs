@@ -35,7 +35,7 @@ pub use keys::generate as generate_key;
 pub use kubeconfig::{Kubeconfig, server_url_problem};
 pub use names::{
     CLUSTER_ADMIN_GROUP, DURATION_HINT, parse_duration, parse_duration_sum, validate_group,
-    validate_node_name, validate_user_name,
+    validate_user_name,
 };
 pub use request::{
     CA_VALIDITY, LEAF_VALIDITY, PkiRequest, host_addresses, hostname, public_api_url,
