@@ -156,6 +156,8 @@ impl JoinClient {
         self.join_worker_with(node_name, client).await
     }
 
+    /// A worker join with the kubelet client key `client`; kube-proxy's and the serving key are
+    /// new.
     async fn join_worker_with(
         &self,
         node_name: &str,

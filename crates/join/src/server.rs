@@ -260,11 +260,11 @@ async fn issue_worker_certificates(
 ) -> Result<api::WorkerJoinResponse, Refusal> {
     let node = join.node_name.as_str();
     validate_node_name(node).map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
-    let (client, _) = wanted(&join.csr, "kubelet client", signer::kubelet_client(node))?;
+    let (client, _) = read_csr(&join.csr, "kubelet client", signer::kubelet_client(node))?;
     let kube_proxy = join
         .kube_proxy_csr
         .as_deref()
-        .map(|pem| wanted(pem, "kube-proxy", signer::kube_proxy_client()))
+        .map(|pem| read_csr(pem, "kube-proxy", signer::kube_proxy_client()))
         .transpose()?
         .map(|(wanted, _)| wanted);
     let serving = join
@@ -272,7 +272,7 @@ async fn issue_worker_certificates(
         .as_deref()
         .map(|pem| {
             let spec = signer::kubelet_serving(node, Some(source.to_canonical()));
-            let (wanted, csr) = wanted(pem, "kubelet serving", spec)?;
+            let (wanted, csr) = read_csr(pem, "kubelet serving", spec)?;
             check_requested_names(&csr, &wanted.spec)?;
             Ok::<_, Refusal>(wanted)
         })
@@ -289,7 +289,7 @@ async fn issue_worker_certificates(
 }
 
 /// A CSR whose signature verifies (proof that the node holds the key), to be signed as `spec`.
-fn wanted<'a>(
+fn read_csr<'a>(
     csr_pem: &'a str,
     what: &str,
     spec: CertSpec,
