@@ -271,9 +271,10 @@ async fn issue_worker_certificates(
         .kubelet_serving_csr
         .as_deref()
         .map(|pem| {
-            let spec = signer::kubelet_serving(node, Some(source.to_canonical()));
+            let address = source.to_canonical();
+            let spec = signer::kubelet_serving(node, Some(address));
             let (wanted, csr) = read_csr(pem, "kubelet serving", spec)?;
-            check_requested_names(&csr, &wanted.spec)?;
+            check_requested_names(&csr, node, address)?;
             Ok::<_, Refusal>(wanted)
         })
         .transpose()?;
@@ -316,19 +317,16 @@ fn read_csr<'a>(
 /// a worker that believes it serves elsewhere learns it at join time.
 fn check_requested_names(
     csr: &CertificateSigningRequestParams,
-    issued: &CertSpec,
+    node: &str,
+    address: IpAddr,
 ) -> Result<(), Refusal> {
     for name in &csr.params.subject_alt_names {
         let allowed = match name {
-            SanType::DnsName(dns) => issued
-                .dns_names
-                .iter()
-                .any(|own| own.eq_ignore_ascii_case(dns.as_str())),
-            SanType::IpAddress(ip) => issued.ips.contains(&ip.to_canonical()),
+            SanType::DnsName(dns) => dns.as_str().eq_ignore_ascii_case(node),
+            SanType::IpAddress(ip) => ip.to_canonical() == address,
             _ => false,
         };
         if !allowed {
-            let (node, address) = (&issued.dns_names[0], issued.ips[0]);
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 format!(
