@@ -395,6 +395,35 @@ fn one_controller_two_workers() {
                 && subject.contains("O=system:nodes"),
             "{subject}"
         );
+        // kube-proxy's and the kubelet's serving identities came with the join: private keys
+        // 0600, the serving certificate for this node's name and address only.
+        for secret in [
+            &files.client_key,
+            &files.kube_proxy_kubeconfig,
+            &files.serving_key,
+        ] {
+            let mode = fs::metadata(secret).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", secret.display());
+        }
+        let address = worker.host.address.to_string();
+        let verify = std::process::Command::new("openssl")
+            .args(["verify", "-purpose", "sslserver", "-verify_hostname", name])
+            .args(["-verify_ip", &address, "-CAfile"])
+            .arg(&cluster_ca)
+            .arg(&files.serving_cert)
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{}{}",
+            text(&verify.stdout),
+            text(&verify.stderr)
+        );
+        let kube_proxy = fs::read_to_string(&files.kube_proxy_kubeconfig).unwrap();
+        let kube_proxy =
+            k0x_pki::Kubeconfig::parse(&files.kube_proxy_kubeconfig, &kube_proxy).unwrap();
+        let api_server = format!("https://{}:6443", ctl_host.address);
+        assert_eq!(kube_proxy.server, api_server);
         let status: serde_json::Value =
             serde_json::from_str(&worker.k0x_ok(&["status", "-o", "json"])).unwrap();
         assert_eq!(status["nodeName"], name.as_str(), "{status}");

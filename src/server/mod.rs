@@ -115,7 +115,7 @@ fn identity(
             controller_join::ensure_pki_and_membership(&config, data, run, facts, token, runtime)?;
         Ok((config, membership, promotion))
     } else {
-        let settings = worker::ensure_joined(data, token, &facts.name, runtime)?;
+        let settings = worker::ensure_joined(data, token, facts, runtime)?;
         Ok((
             worker::apply_settings(config, &settings),
             EtcdMembership::New,

@@ -1,45 +1,54 @@
 //! A worker's first start: join the cluster with a token (once), then turn what the controller
 //! sent into the files the worker components read. Later starts reuse the stored material, so a
 //! restarted worker needs no valid token.
+//!
+//! The join goes out from the node's own address: the controller names the address a join comes
+//! from in the kubelet's serving certificate, and the apiserver reaches the kubelet there.
 
 use anyhow::Context;
 use k0x_config::{ClusterConfig, DataDir, pki_names};
 use k0x_join::api::WorkerSettings;
 use k0x_join::material::{self, WorkerFiles};
 use k0x_join::{JoinClient, Token};
+use k0x_node::NodeFacts;
 
 /// Joins with `token` unless this data dir already holds a join's material; returns the cluster
 /// settings and writes the kubelet's kubeconfig.
 pub fn ensure_joined(
     data: &DataDir,
     token: Option<Token>,
-    node_name: &str,
+    node: &NodeFacts,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<WorkerSettings> {
+    let node_name = node.name.as_str();
     let files = WorkerFiles::in_data_dir(data);
-    let joined = [
-        &files.ca_cert,
-        &files.client_cert,
-        &files.client_key,
-        &files.settings,
-    ]
-    .iter()
-    .all(|path| path.is_file());
-    if !joined {
+    if !files.all_present() {
         let token = token.ok_or(k0x_join::token::LoadError::Missing)?;
-        let join = runtime
-            .block_on(JoinClient::new(token).join_worker(node_name))
-            .context("joining the cluster failed")?;
+        let client = JoinClient::new(token).with_local_addr(node.address);
+        let join = match std::fs::read_to_string(&files.client_key) {
+            // Joined before, with fewer identities than this k0x needs: keep the name's key.
+            Ok(key) => runtime.block_on(client.rejoin_worker(node_name, &key)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                runtime.block_on(client.join_worker(node_name))
+            }
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot read {}", files.client_key.display()));
+            }
+        }
+        .context("joining the cluster failed")?;
         material::write_worker_files(data, &join).with_context(|| {
             format!("cannot store the join result in {}", data.root().display())
         })?;
         tracing::info!(node = node_name, "joined the cluster");
     }
-    if let Some(was) = k0x_pki::make_private(&files.client_key)? {
-        tracing::warn!(
-            file = %files.client_key.display(),
-            "mode {was:04o} let others read the kubelet's key; now 0600"
-        );
+    for secret in files.secrets() {
+        if let Some(was) = k0x_pki::make_private(secret)? {
+            tracing::warn!(
+                file = %secret.display(),
+                "mode {was:04o} let others read a private key; now 0600"
+            );
+        }
     }
     let settings = files.read_settings().with_context(|| {
         format!(
@@ -80,7 +89,7 @@ fn write_kubelet_kubeconfig(
         .first()
         .context("the controller sent no API server address; join again with a new token")?;
     let kubeconfig = k0x_pki::Kubeconfig {
-        cluster_name: "k0x".to_owned(),
+        cluster_name: material::CLUSTER_NAME.to_owned(),
         server: server.clone(),
         ca_pem: read(&files.ca_cert)?,
         user_name: format!("system:node:{node_name}"),

@@ -8,6 +8,12 @@
 //! - `POST /v1/etcd/members/promote` [`EtcdPromoteRequest`] -> `{}`; 409 while the learner lags.
 //!
 //! Authenticated paths take `Authorization: Bearer <id>.<secret>`. Errors are [`ErrorResponse`].
+//!
+//! Compatibility: the paths keep `/v1/` while messages only grow by optional fields that either
+//! side may leave out (`#[serde(default)]`), and unknown fields are ignored. A worker that sends
+//! no kube-proxy or serving CSR (an older k0x) gets only its kubelet client certificate; a worker
+//! that asked for them refuses an answer without them (an older controller), since it cannot run
+//! kube-proxy or a verifiable kubelet without: controllers are upgraded first.
 
 use std::collections::BTreeMap;
 
@@ -30,8 +36,19 @@ pub struct ErrorResponse {
 pub struct WorkerJoinRequest {
     pub node_name: String,
     /// PKCS#10 certificate signing request, PEM. Its subject is ignored: the server issues
-    /// CN=system:node:<nodeName>, O=system:nodes.
+    /// CN=system:node:<nodeName>, O=system:nodes. Its key is the one the node name is claimed
+    /// with.
     pub csr: String,
+    /// CSR of kube-proxy's client key. Its subject is ignored: the server issues
+    /// CN=system:kube-proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_proxy_csr: Option<String>,
+    /// CSR of the kubelet's serving key. Its subject is ignored (the server issues the node's
+    /// identity, for server use); the names it asks for are the node name and the address the
+    /// node serves on, and a request for any other name or address is refused. The certificate
+    /// names the node name and the address the controller sees the join come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_serving_csr: Option<String>,
 }
 
 /// What a worker needs besides its certificate; the controller fills it from its configuration.
@@ -55,6 +72,12 @@ pub struct WorkerSettings {
 pub struct WorkerJoinResponse {
     /// kubelet client certificate, PEM.
     pub certificate: String,
+    /// kube-proxy client certificate, PEM; present when the request carried its CSR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_proxy_certificate: Option<String>,
+    /// kubelet serving certificate, PEM; present when the request carried its CSR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_serving_certificate: Option<String>,
     /// Cluster CA certificate, PEM.
     pub ca: String,
     #[serde(flatten)]

@@ -4,7 +4,9 @@
 //!    is sent. The answer must be exactly one certificate whose sha256 equals the token's pin.
 //! 2. Every other request goes over TLS verified against that CA, with the token as credential.
 //!
-//! The node's private key is generated here and never sent: only a CSR leaves the machine.
+//! The node's private keys are generated here and never sent: only CSRs leave the machine. A
+//! worker makes three: its kubelet's client key, kube-proxy's client key and its kubelet's
+//! serving key.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,14 +14,15 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use k0x_etcd::transport::{HttpsTransport, TransportError};
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData};
+use k0x_pki::CertSpec;
+use rcgen::string::Ia5String;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, SanType};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
-use crate::api;
-use crate::signer::ClientSubject;
 use crate::token::{Token, ca_pin};
+use crate::{api, signer};
 
 /// Why a join failed, in words for the person running `k0x worker`.
 #[derive(Debug, thiserror::Error)]
@@ -60,17 +63,23 @@ impl JoinError {
     }
 }
 
-/// A worker's join result: its new key (PEM, to be written 0600) and what the controller sent.
+/// A worker's join result: its new keys (PEM, to be written 0600) and what the controller sent,
+/// which holds a certificate for each key.
 #[derive(Clone)]
 pub struct WorkerJoin {
+    /// The kubelet's client key (`response.certificate`).
     pub key_pem: String,
+    /// kube-proxy's client key (`response.kube_proxy_certificate`).
+    pub kube_proxy_key_pem: String,
+    /// The kubelet's serving key (`response.kubelet_serving_certificate`).
+    pub kubelet_serving_key_pem: String,
     pub response: api::WorkerJoinResponse,
 }
 
 impl std::fmt::Debug for WorkerJoin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerJoin")
-            .field("key_pem", &"<redacted>")
+            .field("keys", &"<redacted>")
             .field("response", &self.response)
             .finish()
     }
@@ -126,19 +135,66 @@ impl JoinClient {
         Ok(&self.session().await?.ca_pem)
     }
 
-    /// Joins as a worker named `node_name`: a new key, a CSR, the kubelet client certificate.
+    /// Joins as a worker named `node_name`: three new keys and their certificates (kubelet
+    /// client, kube-proxy client, kubelet serving). The serving certificate names the node and
+    /// the address the join comes from; [`Self::with_local_addr`] makes that the node's address.
     pub async fn join_worker(&self, node_name: &str) -> Result<WorkerJoin, JoinError> {
-        let key = KeyPair::generate().map_err(|e| JoinError::Key(e.to_string()))?;
-        let csr = csr_pem(&key, node_name)?;
-        let request = api::WorkerJoinRequest {
-            node_name: node_name.to_string(),
-            csr,
+        let client = NewKey::generate(&signer::kubelet_client(node_name))?;
+        self.join_worker_with(node_name, client).await
+    }
+
+    /// Joins again as the worker `node_name` that already holds the kubelet client key
+    /// `kubelet_key_pem`: the node name stays claimed by that key, and the node gets every
+    /// certificate anew (a worker that joined with an older k0x lacks some).
+    pub async fn rejoin_worker(
+        &self,
+        node_name: &str,
+        kubelet_key_pem: &str,
+    ) -> Result<WorkerJoin, JoinError> {
+        let key = KeyPair::from_pem(kubelet_key_pem).map_err(|e| JoinError::Key(e.to_string()))?;
+        let client = NewKey::for_key(key, &signer::kubelet_client(node_name))?;
+        self.join_worker_with(node_name, client).await
+    }
+
+    /// A worker join with the kubelet client key `client`; kube-proxy's and the serving key are
+    /// new.
+    async fn join_worker_with(
+        &self,
+        node_name: &str,
+        client: NewKey,
+    ) -> Result<WorkerJoin, JoinError> {
+        let keys = WorkerKeys {
+            client,
+            kube_proxy: NewKey::generate(&signer::kube_proxy_client())?,
+            serving: NewKey::generate(&signer::kubelet_serving(node_name, self.local_addr))?,
         };
+        let request = keys.request(node_name);
         let response: api::WorkerJoinResponse = self.post(api::PATH_JOIN_WORKER, &request).await?;
         let session = self.session().await?;
-        check_worker_answer(&session.url, &response, &session.ca_pem, &key)?;
+        let answer = WorkerAnswer {
+            url: &session.url,
+            pinned_ca: &session.ca_pem,
+        };
+        answer.check_ca(&response.ca)?;
+        answer.check_certificate(
+            "kubelet client",
+            Some(&response.certificate),
+            &keys.client.key,
+        )?;
+        answer.check_certificate(
+            "kube-proxy",
+            response.kube_proxy_certificate.as_deref(),
+            &keys.kube_proxy.key,
+        )?;
+        answer.check_certificate(
+            "kubelet serving",
+            response.kubelet_serving_certificate.as_deref(),
+            &keys.serving.key,
+        )?;
         Ok(WorkerJoin {
-            key_pem: key.serialize_pem(),
+            key_pem: keys.client.key.serialize_pem(),
+            kube_proxy_key_pem: keys.kube_proxy.key.serialize_pem(),
+            kubelet_serving_key_pem: keys.serving.key.serialize_pem(),
             response,
         })
     }
@@ -335,42 +391,155 @@ impl JoinClient {
     }
 }
 
-fn csr_pem(key: &KeyPair, node_name: &str) -> Result<String, JoinError> {
-    let subject = ClientSubject::kubelet(node_name);
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    for org in &subject.organizations {
-        name.push(DnType::OrganizationName, org.as_str());
-    }
-    name.push(DnType::CommonName, subject.common_name.as_str());
-    params.distinguished_name = name;
-    params
-        .serialize_request(key)
-        .and_then(|csr| csr.pem())
-        .map_err(|e| JoinError::Key(e.to_string()))
+/// The keys of a worker join, made on this node: only their CSRs go into the request.
+struct WorkerKeys {
+    client: NewKey,
+    kube_proxy: NewKey,
+    serving: NewKey,
 }
 
-/// The certificate must be for our key, and the CA the one we pinned.
-fn check_worker_answer(
-    url: &str,
-    response: &api::WorkerJoinResponse,
-    pinned_ca: &str,
-    key: &KeyPair,
-) -> Result<(), JoinError> {
-    let bad = |why: &str| JoinError::BadAnswer {
-        url: url.to_string(),
-        why: why.to_string(),
-    };
-    if ca_pin(&response.ca).ok() != ca_pin(pinned_ca).ok() {
-        return Err(bad("the CA it sent is not the pinned one"));
+impl WorkerKeys {
+    fn request(&self, node_name: &str) -> api::WorkerJoinRequest {
+        api::WorkerJoinRequest {
+            node_name: node_name.to_string(),
+            csr: self.client.csr_pem.clone(),
+            kube_proxy_csr: Some(self.kube_proxy.csr_pem.clone()),
+            kubelet_serving_csr: Some(self.serving.csr_pem.clone()),
+        }
     }
-    let (_, pem) = x509_parser::pem::parse_x509_pem(response.certificate.as_bytes())
-        .map_err(|_| bad("the certificate is not PEM"))?;
-    let cert = pem
-        .parse_x509()
-        .map_err(|_| bad("the certificate does not parse"))?;
-    if cert.public_key().raw != key.subject_public_key_info().as_slice() {
-        return Err(bad("the certificate is not for this node's key"));
+}
+
+/// A key of this node and the CSR that asks for `spec` over it.
+struct NewKey {
+    key: KeyPair,
+    csr_pem: String,
+}
+
+impl NewKey {
+    /// A new key.
+    fn generate(spec: &CertSpec) -> Result<Self, JoinError> {
+        let key = KeyPair::generate().map_err(|e| JoinError::Key(e.to_string()))?;
+        Self::for_key(key, spec)
     }
-    Ok(())
+
+    fn for_key(key: KeyPair, spec: &CertSpec) -> Result<Self, JoinError> {
+        let failed = |e: rcgen::Error| JoinError::Key(e.to_string());
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        for org in &spec.organizations {
+            name.push(DnType::OrganizationName, org.as_str());
+        }
+        name.push(DnType::CommonName, spec.common_name.as_str());
+        params.distinguished_name = name;
+        for dns in &spec.dns_names {
+            let dns = Ia5String::try_from(dns.as_str()).map_err(failed)?;
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
+        params
+            .subject_alt_names
+            .extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let csr_pem = params
+            .serialize_request(&key)
+            .and_then(|csr| csr.pem())
+            .map_err(failed)?;
+        Ok(Self { key, csr_pem })
+    }
+}
+
+/// Checks of a worker join's answer from the controller at `url`.
+struct WorkerAnswer<'a> {
+    url: &'a str,
+    pinned_ca: &'a str,
+}
+
+impl WorkerAnswer<'_> {
+    fn bad(&self, why: String) -> JoinError {
+        JoinError::BadAnswer {
+            url: self.url.to_string(),
+            why,
+        }
+    }
+
+    /// The CA must be the one we pinned.
+    fn check_ca(&self, ca_pem: &str) -> Result<(), JoinError> {
+        if ca_pin(ca_pem).ok() != ca_pin(self.pinned_ca).ok() {
+            return Err(self.bad("the CA it sent is not the pinned one".into()));
+        }
+        Ok(())
+    }
+
+    /// The `what` certificate must be there (a controller older than this worker sends no
+    /// kube-proxy or serving certificate) and be for our key.
+    fn check_certificate(
+        &self,
+        what: &str,
+        cert_pem: Option<&str>,
+        key: &KeyPair,
+    ) -> Result<(), JoinError> {
+        let cert_pem = cert_pem.ok_or_else(|| {
+            self.bad(format!(
+                "it sent no {what} certificate: the controller runs an older k0x than this \
+                 worker; upgrade the controllers first"
+            ))
+        })?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|_| self.bad(format!("the {what} certificate is not PEM")))?;
+        let cert = pem
+            .parse_x509()
+            .map_err(|_| self.bad(format!("the {what} certificate does not parse")))?;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(self.bad(format!("the {what} certificate is not for this node's key")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::CertificateSigningRequestParams;
+
+    use super::*;
+
+    #[test]
+    fn a_worker_request_carries_csrs_and_never_a_key() {
+        let keys = WorkerKeys {
+            client: NewKey::generate(&signer::kubelet_client("worker-1")).unwrap(),
+            kube_proxy: NewKey::generate(&signer::kube_proxy_client()).unwrap(),
+            serving: NewKey::generate(&signer::kubelet_serving(
+                "worker-1",
+                Some("192.0.2.7".parse().unwrap()),
+            ))
+            .unwrap(),
+        };
+        let request = keys.request("worker-1");
+        let wire = serde_json::to_string(&request).unwrap();
+        assert!(!wire.contains("PRIVATE KEY"), "{wire}");
+        for key in [&keys.client, &keys.kube_proxy, &keys.serving] {
+            let key_pem = key.key.serialize_pem();
+            let body = key_pem.lines().nth(1).unwrap();
+            assert!(!wire.contains(body), "a private key is in the request");
+        }
+        let csrs = [
+            &request.csr,
+            request.kube_proxy_csr.as_ref().unwrap(),
+            request.kubelet_serving_csr.as_ref().unwrap(),
+        ];
+        let parsed: Vec<_> = csrs
+            .iter()
+            .map(|pem| CertificateSigningRequestParams::from_pem(pem).unwrap())
+            .collect();
+        let public: std::collections::BTreeSet<_> = parsed
+            .iter()
+            .map(|csr| csr.public_key.subject_public_key_info())
+            .collect();
+        assert_eq!(public.len(), 3, "each identity has its own key");
+        let sans = &parsed[2].params.subject_alt_names;
+        assert_eq!(
+            *sans,
+            [
+                SanType::DnsName(Ia5String::try_from("worker-1").unwrap()),
+                SanType::IpAddress("192.0.2.7".parse().unwrap()),
+            ]
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`store`]: tokens (hashed, with an etcd lease for the TTL) and node-name ownership in etcd.
 //! - [`server`]: the HTTPS join API (CA, worker join with CSR signing, controller join, etcd
 //!   learner add and promote), rate-limited per source address.
+//! - [`signer`]: what a worker's certificates say (kubelet client, kube-proxy, kubelet serving).
 //! - [`client`]: pins the CA from the token, then joins over verified TLS; the node key stays local.
 //! - [`material`]: writes what a join returned into the data directory, all or nothing.
 //! - [`admin`]: `k0x token create|list|invalidate` over the admin socket.
@@ -28,6 +29,6 @@ pub mod token;
 pub use client::{JoinClient, JoinError, WorkerJoin};
 pub use error::Error;
 pub use server::{JoinServer, JoinServerConfig};
-pub use signer::{ClientSubject, CsrSigner};
+pub use signer::CsrSigner;
 pub use store::{NodeRegistry, TokenStore};
 pub use token::{Role, Token, TokenError};

@@ -1,7 +1,9 @@
 //! Writing what a join returned into the data directory, all or nothing.
 //!
 //! The files of one join are written together by `k0x_config::fsutil::write_all_or_nothing`,
-//! so a failure leaves no half-written key or a certificate without its key.
+//! so a failure leaves no half-written key or a certificate without its key. A worker's files are
+//! every identity its components need: the kubelet's client certificate and key, kube-proxy's
+//! kubeconfig (its key only inside it, 0600) and the kubelet's serving certificate and key.
 
 use std::fs;
 use std::io;
@@ -17,6 +19,8 @@ use crate::client::WorkerJoin;
 
 /// Name (under `pki/`) of the kubelet client certificate and key a worker join writes.
 pub const KUBELET_CLIENT: &str = "kubelet-client";
+/// The cluster's name in the kubeconfigs a worker writes.
+pub const CLUSTER_NAME: &str = "k0x";
 /// Mode of private keys.
 pub const KEY_MODE: u32 = 0o600;
 /// Mode of certificates and settings.
@@ -28,6 +32,11 @@ pub struct WorkerFiles {
     pub ca_cert: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// kube-proxy's kubeconfig (CN=system:kube-proxy, key embedded).
+    pub kube_proxy_kubeconfig: PathBuf,
+    /// The kubelet's serving certificate and key.
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
     /// [`WorkerSettings`] as JSON (API servers, cluster domain, pod and service CIDRs, images...).
     pub settings: PathBuf,
 }
@@ -38,8 +47,34 @@ impl WorkerFiles {
             ca_cert: data.pki_cert(pki_names::CA),
             client_cert: data.pki_cert(KUBELET_CLIENT),
             client_key: data.pki_key(KUBELET_CLIENT),
+            kube_proxy_kubeconfig: data.kubeconfig(pki_names::KUBE_PROXY),
+            serving_cert: data.pki_cert(pki_names::KUBELET_SERVER),
+            serving_key: data.pki_key(pki_names::KUBELET_SERVER),
             settings: data.etc().join("worker-join.json"),
         }
+    }
+
+    /// True when every file of a worker join is there.
+    pub fn all_present(&self) -> bool {
+        let public = [
+            &self.ca_cert,
+            &self.client_cert,
+            &self.serving_cert,
+            &self.settings,
+        ];
+        public
+            .into_iter()
+            .chain(self.secrets())
+            .all(|p| p.is_file())
+    }
+
+    /// The files holding a private key, which must stay 0600.
+    pub fn secrets(&self) -> [&PathBuf; 3] {
+        [
+            &self.client_key,
+            &self.kube_proxy_kubeconfig,
+            &self.serving_key,
+        ]
     }
 
     /// Reads back the settings a worker join stored.
@@ -54,19 +89,59 @@ impl WorkerFiles {
     }
 }
 
-/// Writes a worker join's CA, kubelet client certificate and key, and settings.
+/// Writes a worker join's CA, certificates and keys, kube-proxy's kubeconfig and the settings.
 pub fn write_worker_files(data: &DataDir, join: &WorkerJoin) -> io::Result<WorkerFiles> {
     let files = WorkerFiles::in_data_dir(data);
-    let settings = serde_json::to_vec_pretty(&join.response.settings).map_err(io::Error::other)?;
+    let response = &join.response;
+    let settings = serde_json::to_vec_pretty(&response.settings).map_err(io::Error::other)?;
+    let missing = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the controller sent no {what}; join again with a new token"),
+        )
+    };
+    let kube_proxy_cert = response
+        .kube_proxy_certificate
+        .as_ref()
+        .ok_or_else(|| missing("kube-proxy certificate"))?;
+    let serving_cert = response
+        .kubelet_serving_certificate
+        .as_ref()
+        .ok_or_else(|| missing("kubelet serving certificate"))?;
+    let server = response
+        .settings
+        .api_servers
+        .first()
+        .ok_or_else(|| missing("API server address"))?;
+    let kube_proxy = k0x_pki::Kubeconfig {
+        cluster_name: CLUSTER_NAME.to_owned(),
+        server: server.clone(),
+        ca_pem: response.ca.clone(),
+        user_name: "system:kube-proxy".to_owned(),
+        client_cert_pem: kube_proxy_cert.clone(),
+        client_key_pem: join.kube_proxy_key_pem.clone(),
+    }
+    .render();
     prepare_dirs(data)?;
     write_all_or_nothing(&[
-        (&files.ca_cert, join.response.ca.as_bytes(), PUBLIC_MODE),
+        (&files.ca_cert, response.ca.as_bytes(), PUBLIC_MODE),
         (
             &files.client_cert,
-            join.response.certificate.as_bytes(),
+            response.certificate.as_bytes(),
             PUBLIC_MODE,
         ),
         (&files.client_key, join.key_pem.as_bytes(), KEY_MODE),
+        (
+            &files.kube_proxy_kubeconfig,
+            kube_proxy.as_bytes(),
+            KEY_MODE,
+        ),
+        (&files.serving_cert, serving_cert.as_bytes(), PUBLIC_MODE),
+        (
+            &files.serving_key,
+            join.kubelet_serving_key_pem.as_bytes(),
+            KEY_MODE,
+        ),
         (&files.settings, &settings, PUBLIC_MODE),
     ])?;
     Ok(files)

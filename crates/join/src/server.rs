@@ -4,8 +4,10 @@
 //! one controller works on all of them. Failures are answered with one clear line, logged with
 //! the source address and token id (never the secret), and drain the source's rate-limit bucket.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +17,20 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use k0x_etcd::Client;
 use k0x_etcd::members::{self, Retry};
-use rcgen::{CertificateSigningRequestParams, PublicKeyData};
+use k0x_pki::x509::{CertInfo, dns_san, ip_san};
+use k0x_pki::{CertSpec, Usage};
+use rcgen::{CertificateSigningRequestParams, PublicKeyData, SanType};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
 
 use crate::Error;
 use crate::api::{self, ControllerSecrets, WorkerSettings};
 use crate::http::{self, HEADER_TIMEOUT, HttpResponse, Refusal, json_response, read_json};
 use crate::ratelimit::{FailureLimiter, RateLimit};
-use crate::signer::{ClientSubject, CsrSigner};
+use crate::signer::{self, CsrSigner};
 use crate::store::{AuthError, NodeError, NodeRegistry, TokenStore};
 use crate::token::Role;
 
@@ -231,49 +237,139 @@ async fn join_worker(
         refusal
     };
     let join: api::WorkerJoinRequest = read_json(request).await.map_err(with_id)?;
-    let certificate = issue_kubelet_certificate(state, &join)
+    let issued = issue_worker_certificates(state, source, &join)
         .await
         .map_err(with_id)?;
     tracing::info!(%source, %token_id, node = %join.node_name, "worker joined");
-    Ok(json_response(
-        StatusCode::OK,
-        &api::WorkerJoinResponse {
-            certificate,
-            ca: state.config.ca_pem.clone(),
-            settings: state.config.worker.clone(),
-        },
-    ))
+    Ok(json_response(StatusCode::OK, &issued))
 }
 
-/// Verifies the CSR, claims the node name for its key, signs, and checks what was signed.
-async fn issue_kubelet_certificate(
+/// One certificate a worker asked for: its CSR and what the controller issues over its key.
+struct Wanted<'a> {
+    csr_pem: &'a str,
+    spki: Vec<u8>,
+    spec: CertSpec,
+}
+
+/// Checks every CSR of the request, claims the node name for the key of the kubelet client CSR,
+/// then signs: nothing is signed unless everything asked for may be.
+async fn issue_worker_certificates(
     state: &State,
+    source: IpAddr,
     join: &api::WorkerJoinRequest,
-) -> Result<String, Refusal> {
-    validate_node_name(&join.node_name)
-        .map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
-    let csr = CertificateSigningRequestParams::from_pem(&join.csr).map_err(|e| {
+) -> Result<api::WorkerJoinResponse, Refusal> {
+    let node = join.node_name.as_str();
+    validate_node_name(node).map_err(|why| Refusal::new(StatusCode::BAD_REQUEST, why))?;
+    let (client, _) = read_csr(&join.csr, "kubelet client", signer::kubelet_client(node))?;
+    let kube_proxy = join
+        .kube_proxy_csr
+        .as_deref()
+        .map(|pem| read_csr(pem, "kube-proxy", signer::kube_proxy_client()))
+        .transpose()?
+        .map(|(wanted, _)| wanted);
+    let serving = join
+        .kubelet_serving_csr
+        .as_deref()
+        .map(|pem| {
+            let address = source.to_canonical();
+            let spec = signer::kubelet_serving(node, Some(address));
+            let (wanted, csr) = read_csr(pem, "kubelet serving", spec)?;
+            check_requested_names(&csr, node, address)?;
+            Ok::<_, Refusal>(wanted)
+        })
+        .transpose()?;
+    claim_node_name(state, node, &client.spki).await?;
+    let sign = |wanted: &Wanted<'_>| sign(state, node, wanted);
+    Ok(api::WorkerJoinResponse {
+        certificate: sign(&client)?,
+        kube_proxy_certificate: kube_proxy.as_ref().map(sign).transpose()?,
+        kubelet_serving_certificate: serving.as_ref().map(sign).transpose()?,
+        ca: state.config.ca_pem.clone(),
+        settings: state.config.worker.clone(),
+    })
+}
+
+/// A CSR whose signature verifies (proof that the node holds the key), to be signed as `spec`.
+fn read_csr<'a>(
+    csr_pem: &'a str,
+    what: &str,
+    spec: CertSpec,
+) -> Result<(Wanted<'a>, CertificateSigningRequestParams), Refusal> {
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
-            format!("the CSR is not a validly signed PKCS#10 request: {e}"),
+            format!("the {what} CSR is not a validly signed PKCS#10 request: {e}"),
         )
     })?;
     let spki = csr.public_key.subject_public_key_info();
-    let key_sha256 = hex::encode(Sha256::digest(&spki));
+    Ok((
+        Wanted {
+            csr_pem,
+            spki,
+            spec,
+        },
+        csr,
+    ))
+}
+
+/// The names a serving CSR asks for must be among those the controller issues: the node's own
+/// name and the address its join comes from. Anything else is refused, not silently dropped, so
+/// a worker that believes it serves elsewhere learns it at join time.
+fn check_requested_names(
+    csr: &CertificateSigningRequestParams,
+    node: &str,
+    address: IpAddr,
+) -> Result<(), Refusal> {
+    for name in &csr.params.subject_alt_names {
+        let allowed = match name {
+            SanType::DnsName(dns) => dns.as_str().eq_ignore_ascii_case(node),
+            SanType::IpAddress(ip) => ip.to_canonical() == address,
+            _ => false,
+        };
+        if !allowed {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the kubelet serving CSR asks for {}, which this worker may not have: its \
+                     serving certificate names only its node name {node} and the address its \
+                     join comes from, {address}; join from the address the node serves on",
+                    describe(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn describe(name: &SanType) -> String {
+    match name {
+        SanType::DnsName(dns) => format!("DNS name {:?}", dns.as_str()),
+        SanType::IpAddress(ip) => format!("address {ip}"),
+        other => format!("the name {other:?}"),
+    }
+}
+
+/// Claims `node` for the kubelet client key `spki` (the first join of a name wins it).
+async fn claim_node_name(state: &State, node: &str, spki: &[u8]) -> Result<(), Refusal> {
+    let key_sha256 = hex::encode(Sha256::digest(spki));
     state
         .nodes
-        .claim(&join.node_name, &key_sha256, state.config.allow_node_rekey)
+        .claim(node, &key_sha256, state.config.allow_node_rekey)
         .await
         .map_err(|err| match err {
             NodeError::KeyMismatch(_) => Refusal::new(StatusCode::CONFLICT, err.to_string()),
             NodeError::Store(e) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        })?;
-    let subject = ClientSubject::kubelet(&join.node_name);
+        })
+}
+
+/// Signs one wanted certificate and checks what was signed.
+fn sign(state: &State, node: &str, wanted: &Wanted<'_>) -> Result<String, Refusal> {
     let internal = |why: Error| {
         tracing::error!(
-            node = join.node_name,
+            node,
+            identity = %wanted.spec.common_name,
             %why,
-            "signing a kubelet certificate failed"
+            "signing a worker certificate failed"
         );
         Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -283,30 +379,55 @@ async fn issue_kubelet_certificate(
     let certificate = state
         .config
         .signer
-        .sign_client_csr(&join.csr, &subject)
+        .sign_csr(wanted.csr_pem, &wanted.spec)
         .map_err(internal)?;
-    check_issued(&certificate, &subject, &spki).map_err(|why| internal(Error::Signing(why)))?;
+    check_issued(&certificate, &wanted.spec, &wanted.spki)
+        .map_err(|why| internal(Error::Signing(why)))?;
     Ok(certificate)
 }
 
-/// Defence in depth: the signed certificate carries exactly the subject and key we meant.
-fn check_issued(cert_pem: &str, subject: &ClientSubject, spki: &[u8]) -> Result<(), String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
-        .map_err(|e| format!("signer returned no PEM certificate: {e}"))?;
-    let cert = pem
-        .parse_x509()
+/// Defence in depth: the signed certificate carries exactly the subject, names, usage and key we
+/// meant.
+fn check_issued(cert_pem: &str, spec: &CertSpec, spki: &[u8]) -> Result<(), String> {
+    let info = CertInfo::parse(Path::new("the signed certificate"), cert_pem)
+        .map_err(|e| format!("signer returned no usable certificate: {e}"))?;
+    let (_, cert) = X509Certificate::from_der(&info.der)
         .map_err(|e| format!("signer returned an unparsable certificate: {e}"))?;
-    let names = |attrs: Vec<&x509_parser::x509::AttributeTypeAndValue<'_>>| -> Vec<String> {
-        attrs
-            .into_iter()
-            .filter_map(|a| a.as_str().ok().map(str::to_string))
-            .collect()
-    };
-    let cn = names(cert.subject().iter_common_name().collect());
-    let orgs = names(cert.subject().iter_organization().collect());
-    if cn != [subject.common_name.clone()] || orgs != subject.organizations {
+    let common_names = cert.subject().iter_common_name().count();
+    if common_names != 1
+        || info.common_name != spec.common_name
+        || info.organizations != spec.organizations
+    {
         return Err(format!(
-            "signer issued subject CN={cn:?} O={orgs:?}, not {subject:?}"
+            "signer issued subject CN={:?} O={:?}, not CN={:?} O={:?}",
+            info.common_name, info.organizations, spec.common_name, spec.organizations
+        ));
+    }
+    let names: BTreeSet<String> = spec
+        .dns_names
+        .iter()
+        .map(|name| dns_san(name))
+        .chain(spec.ips.iter().map(|ip| ip_san(*ip)))
+        .collect();
+    if info.sans != names {
+        return Err(format!(
+            "signer issued names {:?}, not {names:?}",
+            info.sans
+        ));
+    }
+    let usage = cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .map(|eku| (eku.value.server_auth, eku.value.client_auth));
+    let wanted = match spec.usage {
+        Usage::Server => (true, false),
+        Usage::Client => (false, true),
+        Usage::ServerAndClient => (true, true),
+    };
+    if usage != Some(wanted) {
+        return Err(format!(
+            "signer issued usages (server, client) {usage:?}, not {wanted:?}"
         ));
     }
     if cert.public_key().raw != spki {

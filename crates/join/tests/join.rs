@@ -10,6 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use common::{JoinApi, TestCa, capture_logs, captured_logs, worker_settings};
@@ -19,11 +21,32 @@ use k0x_join::material::{WorkerFiles, write_controller_files, write_worker_files
 use k0x_join::ratelimit::RateLimit;
 use k0x_join::store::unix_now;
 use k0x_join::{JoinClient, JoinError, NodeRegistry, Role, Token, TokenError, TokenStore};
+use k0x_pki::Kubeconfig;
+use k0x_pki::x509::CertInfo;
+use rcgen::{KeyPair, PublicKeyData, SanType};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The SubjectPublicKeyInfo of a PEM certificate.
+fn public_key(cert_pem: &str) -> Vec<u8> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+    pem.parse_x509().unwrap().public_key().raw.to_vec()
+}
+
+/// (serverAuth, clientAuth) of a PEM certificate's extended key usage.
+fn usages(cert_pem: &str) -> (bool, bool) {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    (eku.server_auth, eku.client_auth)
 }
 
 fn openssl(args: &[&str]) -> String {
@@ -94,6 +117,89 @@ async fn worker_joins_and_its_certificate_verifies() {
     let cert_pub = openssl(&["x509", "-noout", "-pubkey", "-in", cert]);
     let key_pub = openssl(&["pkey", "-pubout", "-in", files.client_key.to_str().unwrap()]);
     assert_eq!(cert_pub, key_pub);
+
+    // kube-proxy's kubeconfig: its own key, CN=system:kube-proxy and no group, client use, the
+    // kubelet's API server.
+    assert_eq!(mode(&files.kube_proxy_kubeconfig), 0o600);
+    let text = std::fs::read_to_string(&files.kube_proxy_kubeconfig).unwrap();
+    let kube_proxy = Kubeconfig::parse(&files.kube_proxy_kubeconfig, &text).unwrap();
+    assert_eq!(kube_proxy.server, worker_settings().api_servers[0]);
+    assert_eq!(kube_proxy.ca_pem, api.ca.cert_pem);
+    let kube_proxy_cert = data.pki().join("kube-proxy-test.crt");
+    std::fs::write(&kube_proxy_cert, &kube_proxy.client_cert_pem).unwrap();
+    let kube_proxy_cert = kube_proxy_cert.to_str().unwrap();
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        ca,
+        "-purpose",
+        "sslclient",
+        kube_proxy_cert,
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    let subject = openssl(&["x509", "-noout", "-subject", "-in", kube_proxy_cert]);
+    assert_eq!(subject.trim(), "subject=CN = system:kube-proxy");
+    assert_eq!(
+        public_key(&kube_proxy.client_cert_pem),
+        KeyPair::from_pem(&kube_proxy.client_key_pem)
+            .unwrap()
+            .subject_public_key_info()
+    );
+
+    // The kubelet's serving certificate: the node identity for server use only, named exactly
+    // the node name and the address the join came from.
+    assert_eq!(mode(&files.serving_key), 0o600);
+    let serving = files.serving_cert.to_str().unwrap();
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        ca,
+        "-purpose",
+        "sslserver",
+        "-verify_hostname",
+        "worker-1",
+        serving,
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        ca,
+        "-purpose",
+        "sslserver",
+        "-verify_ip",
+        "127.0.0.1",
+        serving,
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    let info = CertInfo::parse(&files.serving_cert, &read(&files.serving_cert)).unwrap();
+    assert_eq!(info.common_name, "system:node:worker-1");
+    assert_eq!(info.organizations, ["system:nodes"]);
+    assert_eq!(
+        info.sans.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["DNS:worker-1", "IP:127.0.0.1"]
+    );
+    assert_eq!(usages(&read(&files.serving_cert)), (true, false));
+    assert_eq!(usages(&read(&files.client_cert)), (false, true));
+    assert_eq!(usages(&kube_proxy.client_cert_pem), (false, true));
+    let serving_pub = openssl(&["x509", "-noout", "-pubkey", "-in", serving]);
+    let serving_key_pub = openssl(&[
+        "pkey",
+        "-pubout",
+        "-in",
+        files.serving_key.to_str().unwrap(),
+    ]);
+    assert_eq!(serving_pub, serving_key_pub);
+    // Three identities, three keys, none of which the controller ever saw.
+    let keys = [
+        &joined.key_pem,
+        &joined.kube_proxy_key_pem,
+        &joined.kubelet_serving_key_pem,
+    ];
+    assert_eq!(keys.iter().collect::<BTreeSet<_>>().len(), 3);
+    let answer = serde_json::to_string(&joined.response).unwrap();
+    assert!(!answer.contains("PRIVATE KEY"), "{answer}");
+    assert!(!captured_logs().contains("PRIVATE KEY"));
 
     let listed = TokenStore::new(etcd.client()).list().await.unwrap();
     let info = listed.iter().find(|t| t.id == token.id).unwrap();
@@ -420,9 +526,18 @@ async fn raw_worker_join(
     node_name: &str,
     csr: &str,
 ) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"nodeName": node_name, "csr": csr});
+    raw_join(api, authorization, &body).await
+}
+
+/// Posts `body` to the worker join path, over TLS verified against the cluster CA.
+async fn raw_join(
+    api: &JoinApi,
+    authorization: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let tls = k0x_join::tls::verified_client_config(&api.ca.cert_pem).unwrap();
     let transport = k0x_etcd::HttpsTransport::new(Arc::new(tls));
-    let body = serde_json::json!({"nodeName": node_name, "csr": csr}).to_string();
     let headers: Vec<(&str, &str)> = authorization
         .map(|a| vec![("authorization", a)])
         .unwrap_or_default();
@@ -431,7 +546,7 @@ async fn raw_worker_join(
             hyper::Method::POST,
             &format!("{}/v1/join/worker", api.url),
             &headers,
-            body.into_bytes(),
+            body.to_string().into_bytes(),
         )
         .await
         .unwrap();
@@ -440,7 +555,12 @@ async fn raw_worker_join(
 }
 
 fn csr_with_subject(common_name: &str, organization: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
+    csr_with_names(common_name, organization, Vec::new())
+}
+
+/// A CSR for a new key asking for `common_name`, `organization` and `sans`.
+fn csr_with_names(common_name: &str, organization: &str, sans: Vec<SanType>) -> String {
+    let key = KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::default();
     params
         .distinguished_name
@@ -448,7 +568,160 @@ fn csr_with_subject(common_name: &str, organization: &str) -> String {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, common_name);
+    params.subject_alt_names = sans;
     params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+fn dns(name: &str) -> SanType {
+    SanType::DnsName(name.try_into().unwrap())
+}
+
+fn ip(address: &str) -> SanType {
+    SanType::IpAddress(address.parse().unwrap())
+}
+
+/// The subject of the PEM certificate `field` of a join answer, as x509-parser writes it.
+fn subject_of(answer: &serde_json::Value, field: &str) -> String {
+    let pem = answer[field].as_str().unwrap();
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    parsed.parse_x509().unwrap().subject().to_string()
+}
+
+#[tokio::test]
+async fn a_worker_gets_only_its_own_names_and_identities() {
+    let Some(etcd) = TestEtcd::start("a_worker_gets_only_its_own_names_and_identities").await
+    else {
+        return;
+    };
+    capture_logs();
+    let api = JoinApi::start(&etcd, RateLimit::default()).await;
+    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let bearer = format!("Bearer {}", token.bearer());
+    let join = |node: &str, serving: String| {
+        serde_json::json!({
+            "nodeName": node,
+            "csr": csr_with_subject("x", "y"),
+            "kubeProxyCsr": csr_with_subject("kubernetes-admin", "system:masters"),
+            "kubeletServingCsr": serving,
+        })
+    };
+
+    // Subjects are the controller's: a greedy kube-proxy or serving CSR gets the worker's own.
+    let greedy = csr_with_names(
+        "system:node:other",
+        "system:masters",
+        vec![dns("greedy"), ip("127.0.0.1")],
+    );
+    let (status, answer) = raw_join(&api, Some(&bearer), &join("greedy", greedy)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        subject_of(&answer, "kubeProxyCertificate"),
+        "CN=system:kube-proxy"
+    );
+    let serving = subject_of(&answer, "kubeletServingCertificate");
+    assert_eq!(serving, "O=system:nodes, CN=system:node:greedy");
+    // A CSR asking for no names still gets the node name and the address it joins from.
+    let (status, answer) = raw_join(
+        &api,
+        Some(&bearer),
+        &join("modest", csr_with_subject("a", "b")),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let pem = answer["kubeletServingCertificate"].as_str().unwrap();
+    let info = CertInfo::parse(Path::new("answer"), pem).unwrap();
+    assert_eq!(
+        info.sans.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["DNS:modest", "IP:127.0.0.1"]
+    );
+
+    // Another node's name, an address the join does not come from, any other kind of name:
+    // refused with one line, and nothing is signed or claimed.
+    let victim = JoinClient::new(token.clone())
+        .join_worker("victim")
+        .await
+        .unwrap();
+    let refused = [
+        (vec![dns("victim")], "DNS name \"victim\""),
+        (vec![dns("*.thief")], "DNS name \"*.thief\""),
+        (vec![ip("10.1.2.3")], "address 10.1.2.3"),
+        (
+            vec![SanType::URI("https://thief".try_into().unwrap())],
+            "the name URI",
+        ),
+    ];
+    for (sans, asked) in refused {
+        let csr = csr_with_names("system:node:thief", "system:nodes", sans);
+        let (status, answer) = raw_join(&api, Some(&bearer), &join("thief", csr)).await;
+        assert_eq!(status, 403, "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!("the kubelet serving CSR asks for {asked}")),
+            "{error}"
+        );
+        assert!(
+            error.contains("node name thief and the address its join comes from, 127.0.0.1"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error}");
+        assert!(server_logged_refusal(
+            &token.id,
+            "kubelet serving CSR asks for"
+        ));
+    }
+    // The refusals claimed nothing: "thief" is still free for a key of its own.
+    JoinClient::new(token.clone())
+        .join_worker("thief")
+        .await
+        .unwrap();
+    // Only the holder of the victim's kubelet key may join as the victim again (a worker that
+    // joined with an older k0x does so for the identities it lacks), and it keeps that key.
+    let again = JoinClient::new(token.clone())
+        .rejoin_worker("victim", &victim.key_pem)
+        .await
+        .unwrap();
+    assert_eq!(again.key_pem, victim.key_pem);
+    assert_eq!(
+        public_key(&again.response.certificate),
+        public_key(&victim.response.certificate)
+    );
+    assert_ne!(
+        again.kubelet_serving_key_pem,
+        victim.kubelet_serving_key_pem
+    );
+    let err = JoinClient::new(token.clone())
+        .join_worker("victim")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+
+    // A malformed kube-proxy CSR is refused like a malformed kubelet CSR.
+    let mut bad = join("broken", csr_with_subject("a", "b"));
+    bad["kubeProxyCsr"] = "garbage".into();
+    let (status, answer) = raw_join(&api, Some(&bearer), &bad).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("the kube-proxy CSR is not a validly signed"),
+        "{answer}"
+    );
+
+    // A worker of an older k0x sends only its kubelet CSR and gets only that certificate.
+    let (status, answer) = raw_worker_join(
+        &api,
+        Some(&bearer),
+        "old-worker",
+        &csr_with_subject("a", "b"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("kubeProxyCertificate").is_none(), "{answer}");
+    assert!(
+        answer.get("kubeletServingCertificate").is_none(),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

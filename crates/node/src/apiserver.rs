@@ -6,6 +6,9 @@
 //!   only be attack surface.
 //! - Aggregated APIs (metrics-server) are reached at their endpoints' pod IPs, not their Service
 //!   IP: a controller without a worker runs no kube-proxy to translate Service IPs.
+//! - Kubelets are verified (`--kubelet-certificate-authority`): every node serves with a
+//!   certificate from the cluster CA, a controller's issued by its own PKI and a joined worker's
+//!   by the join API, so `kubectl logs/exec/port-forward` cannot be sent to an impostor.
 //! - The readiness probe presents `apiserver-kubelet-client`, a certificate that exists as
 //!   separate files; `/readyz` only needs an authenticated (even anonymous) caller, so the probe
 //!   does not need admin rights.
@@ -56,6 +59,7 @@ impl KubeApiserver {
             .path("etcd-cafile", &cert(pki_names::ETCD_CA))
             .path("etcd-certfile", &cert(pki_names::APISERVER_ETCD_CLIENT))
             .path("etcd-keyfile", &key(pki_names::APISERVER_ETCD_CLIENT))
+            .path("kubelet-certificate-authority", &cert(pki_names::CA))
             .path(
                 "kubelet-client-certificate",
                 &cert(pki_names::APISERVER_KUBELET_CLIENT),

@@ -1,9 +1,10 @@
 //! kubelet: a KubeletConfiguration file carries almost everything; the command line only names
 //! files and this node's identity.
 //!
-//! The kubelet serves with a certificate from the cluster CA where the node has one (a
-//! controller issues its own worker's), so the apiserver and metrics-server can verify it;
-//! elsewhere it serves with the self-signed certificate it makes itself.
+//! The kubelet serves with `pki/kubelet-server.{crt,key}`, a certificate from the cluster CA for
+//! the node name and address, so the apiserver and metrics-server verify it: a controller issues
+//! its own worker's, a joined worker gets its own from the join API. The kubelet never makes a
+//! self-signed one, which nothing could verify.
 //!
 //! The node is registered without taints, also when it runs the control plane: a single k0x
 //! node is meant to run workloads, which the kubeadm guides only reach with a manual untaint.
@@ -55,13 +56,10 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
         "healthzPort": HEALTHZ_PORT,
         "readOnlyPort": 0,
         "resolvConf": ctx.node.resolv_conf,
+        "tlsCertFile": ctx.data.pki_cert(pki_names::KUBELET_SERVER),
+        "tlsPrivateKeyFile": ctx.data.pki_key(pki_names::KUBELET_SERVER),
         "tlsMinVersion": "VersionTLS12",
     });
-    let serving_cert = ctx.data.pki_cert(pki_names::KUBELET_SERVER);
-    if serving_cert.is_file() {
-        config["tlsCertFile"] = json!(serving_cert);
-        config["tlsPrivateKeyFile"] = json!(ctx.data.pki_key(pki_names::KUBELET_SERVER));
-    }
     if ctx.taint_control_plane {
         config["registerWithTaints"] =
             json!([{ "key": CONTROL_PLANE_TAINT, "effect": "NoSchedule" }]);
@@ -212,6 +210,11 @@ mod tests {
         assert_eq!(config["memorySwap"]["swapBehavior"], "NoSwap");
         assert!(config.get("registerWithTaints").is_none());
         assert!(config.get("staticPodPath").is_none());
+        assert_eq!(config["tlsCertFile"], "/var/lib/k0x/pki/kubelet-server.crt");
+        assert_eq!(
+            config["tlsPrivateKeyFile"],
+            "/var/lib/k0x/pki/kubelet-server.key"
+        );
     }
 
     #[test]

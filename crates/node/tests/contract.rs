@@ -317,6 +317,22 @@ fn certificates_chain_to_the_right_ca() {
         assert_chains(cert, ca, *ip, &what);
         assert_key_matches(cert, key, &what);
     }
+    // The kubelet serves with a certificate the apiserver's --kubelet-certificate-authority
+    // verifies, for the node IP the apiserver dials.
+    let kubelet: Value = serde_saphyr::from_str(
+        &fs::read_to_string(k0x_node::paths::kubelet_config(&ctx.data)).unwrap(),
+    )
+    .unwrap();
+    let serving = kubelet["tlsCertFile"].as_str().unwrap();
+    let kubelet_ca = flags(by_name["kube-apiserver"])["kubelet-certificate-authority"];
+    assert_chains(
+        serving,
+        kubelet_ca,
+        Some("192.0.2.10"),
+        "kubelet tlsCertFile",
+    );
+    let serving_key = kubelet["tlsPrivateKeyFile"].as_str().unwrap();
+    assert_key_matches(serving, serving_key, "kubelet tlsCertFile");
     // The etcd CA and the cluster CA are distinct: a cluster client cannot open etcd.
     let etcd = flags(by_name["etcd"]);
     let admin = ctx.data.pki_cert("admin").display().to_string();

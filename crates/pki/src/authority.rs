@@ -11,9 +11,8 @@ use base64::Engine as _;
 use k0x_config::DataDir;
 use k0x_config::schema::KeyType;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
-    SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -203,21 +202,6 @@ impl CertificateAuthority {
         }
         let subject = der::subject(&spec.common_name, &spec.organizations);
         der::replace_subject(cert.der(), &subject, &self.key).map(|der| pem_encode(&der))
-    }
-
-    /// Signs a joining worker's PEM CSR as its kubelet client certificate
-    /// (CN=system:node:`node_name`, O=system:nodes, 1 year). Only the CSR's public key is used:
-    /// the subject and usages are k0x's, whatever the request asked for.
-    pub fn sign_node_csr(&self, csr_pem: &str, node_name: &str) -> Result<String> {
-        crate::names::validate_node_name(node_name)?;
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|err| {
-            PkiError::Input(format!(
-                "the certificate signing request for node {node_name} is invalid ({err}); \
-                 send a PEM CSR signed by the node's own key"
-            ))
-        })?;
-        let spec = CertSpec::client(format!("system:node:{node_name}"), &["system:nodes"]);
-        self.sign(&spec, &csr.public_key, crate::LEAF_VALIDITY)
     }
 }
 

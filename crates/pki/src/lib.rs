@@ -9,7 +9,7 @@
 //! - [`ensure_pki`] with a [`PkiRequest`] (built by [`PkiRequest::from_config`]): the controller's
 //!   whole PKI, called at every server start.
 //! - [`user_kubeconfig`]: a person's kubeconfig; [`admin_kubeconfig`]: `pki/admin.conf`.
-//! - [`load_cluster_ca`], [`CertificateAuthority::sign_node_csr`], [`ca_pin`]: what the join API
+//! - [`load_cluster_ca`], [`CertificateAuthority::sign`], [`ca_pin`]: what the join API
 //!   needs to admit workers.
 //! - [`ControllerSecrets`]: the CAs and service-account keys a joining controller receives.
 //! - [`Kubeconfig::render`]: kubeconfigs with embedded credentials for other callers.
@@ -35,7 +35,7 @@ pub use keys::generate as generate_key;
 pub use kubeconfig::{Kubeconfig, server_url_problem};
 pub use names::{
     CLUSTER_ADMIN_GROUP, DURATION_HINT, parse_duration, parse_duration_sum, validate_group,
-    validate_node_name, validate_user_name,
+    validate_user_name,
 };
 pub use request::{
     CA_VALIDITY, LEAF_VALIDITY, PkiRequest, host_addresses, hostname, public_api_url,

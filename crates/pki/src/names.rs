@@ -33,17 +33,6 @@ pub fn validate_group(group: &str) -> Result<()> {
     check_charset(group, "group")
 }
 
-/// Checks a node name (a lowercase DNS subdomain, as Kubernetes requires for Node objects).
-pub fn validate_node_name(name: &str) -> Result<()> {
-    if !k0x_config::is_node_name(name) {
-        return Err(PkiError::Input(format!(
-            "node name {name:?} is invalid: use lowercase letters, digits, '-' and '.' \
-             (a DNS subdomain of at most 253 characters)"
-        )));
-    }
-    Ok(())
-}
-
 fn check_charset(value: &str, what: &str) -> Result<()> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':');
     let starts_well = value
@@ -152,13 +141,5 @@ mod tests {
         validate_group("system:masters").unwrap();
         validate_group("dev").unwrap();
         assert!(validate_group("dev,ops").is_err());
-    }
-
-    #[test]
-    fn node_names() {
-        validate_node_name("worker-1.example").unwrap();
-        for bad in ["", "Worker", "-a", "a_b", "a..b"] {
-            assert!(validate_node_name(bad).is_err(), "{bad:?}");
-        }
     }
 }

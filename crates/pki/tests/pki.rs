@@ -509,35 +509,6 @@ fn user_requests_are_validated() {
 }
 
 #[test]
-fn worker_csrs_become_node_client_certificates() {
-    let (_tmp, data) = fresh();
-    ensure_pki(&data, &request()).unwrap();
-    let worker_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "system:masters-wannabe");
-    let csr = params
-        .serialize_request(&worker_key)
-        .unwrap()
-        .pem()
-        .unwrap();
-
-    let ca = k0x_pki::load_cluster_ca(&data).unwrap();
-    let pem = ca.sign_node_csr(&csr, "worker-1").unwrap();
-    let cert = k0x_pki::x509::CertInfo::parse(Path::new("node.crt"), &pem).unwrap();
-    assert_eq!(cert.common_name, "system:node:worker-1");
-    assert_eq!(cert.organizations, ["system:nodes"]);
-    assert!(cert.matches_key(&worker_key));
-    assert!(cert.is_signed_by(ca.cert()));
-    let days = (cert.not_after - cert.not_before).whole_days();
-    assert!((365..=366).contains(&days), "{days}");
-
-    assert!(ca.sign_node_csr("garbage", "worker-1").is_err());
-    assert!(ca.sign_node_csr(&csr, "Worker_1").is_err());
-}
-
-#[test]
 fn ca_pin_is_the_sha256_of_the_der_openssl_computes() {
     if k0x_testkit::require_binaries("ca_pin_matches_openssl", &["openssl", "sh"]).is_none() {
         return;
