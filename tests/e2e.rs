@@ -359,7 +359,9 @@ fn killed_components_come_back(node: &Node) {
 }
 
 /// A `k0x user create` user in group dev is Forbidden until dev is bound to `view` (which grants
-/// namespaced reads such as pods, not nodes).
+/// namespaced reads such as pods, not nodes); then it lists pods in every namespace, still
+/// cannot create one, and `kubectl auth whoami` shows its group. (tests/user_cli.rs reads the
+/// certificate's CN and O with openssl.)
 fn group_binding_grants_access(node: &Node) {
     let kubeconfig = node.root.join("demo.kubeconfig");
     let create = node
@@ -397,9 +399,33 @@ fn group_binding_grants_access(node: &Node) {
         ],
     );
     assert!(bind.status.success(), "bind: {}", stderr(&bind));
-    let allowed =
-        common::wait_until(|| as_demo(&["get", "pods", "-n", "default"]).status.success());
-    assert!(allowed, "demo still Forbidden after the binding");
+    let allowed = common::wait_until(|| as_demo(&["get", "pods", "-A"]).status.success());
+    assert!(
+        allowed,
+        "demo still cannot list pods in every namespace after the binding"
+    );
+    let create = as_demo(&[
+        "run",
+        "demo-pod",
+        &format!("--image={IMAGE}"),
+        "--restart=Never",
+    ]);
+    assert!(
+        !create.status.success() && stderr(&create).contains("Forbidden"),
+        "view must not create pods: {}{}",
+        stdout(&create),
+        stderr(&create)
+    );
+    let whoami = as_demo(&["auth", "whoami", "-o", "jsonpath={.status.userInfo}"]);
+    let user: serde_json::Value = serde_json::from_slice(&whoami.stdout)
+        .unwrap_or_else(|e| panic!("auth whoami: {e}: {}", stderr(&whoami)));
+    assert_eq!(user["username"], "demo", "{user}");
+    assert!(
+        user["groups"]
+            .as_array()
+            .is_some_and(|g| g.contains(&"dev".into())),
+        "{user}"
+    );
 }
 
 #[test]
