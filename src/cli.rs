@@ -11,7 +11,7 @@ use crate::cmd::Command;
 /// k0x: a single-binary Kubernetes distribution.
 ///
 /// One binary turns a Linux host into a controller (etcd, kube-apiserver, kube-scheduler,
-/// kube-controller-manager), a worker (containerd, kubelet) or both.
+/// kube-controller-manager), a worker (containerd, kubelet, kube-proxy) or both.
 #[derive(Debug, Parser)]
 #[command(name = "k0x", version = crate::cmd::version::SHORT, propagate_version = true)]
 pub struct Cli {

@@ -30,7 +30,7 @@ pub enum InstallRole {
 
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
-    /// Also run the worker components (containerd, kubelet) on this controller.
+    /// Also run the worker components (containerd, kubelet, kube-proxy) on this controller.
     #[arg(long)]
     pub enable_worker: bool,
     /// With --enable-worker: register the node with the control-plane taint.

@@ -25,7 +25,7 @@ use crate::cli::Cli;
 pub enum Command {
     /// Run a controller (etcd and the Kubernetes control plane); with --enable-worker also a worker.
     Server(server::ServerArgs),
-    /// Join this host to a cluster as a worker (containerd, kubelet) and run it.
+    /// Join this host to a cluster as a worker (containerd, kubelet, kube-proxy) and run it.
     Worker(worker::WorkerArgs),
     /// Show the running node's role and components.
     Status(status::StatusArgs),

@@ -1,6 +1,7 @@
 //! `k0x server [--enable-worker]`: run a controller (etcd, kube-apiserver, kube-scheduler,
-//! kube-controller-manager), optionally also a worker (containerd, kubelet). With a controller
-//! token (`k0x server --token-file FILE`) it joins an existing cluster as one more controller.
+//! kube-controller-manager), optionally also a worker (containerd, kubelet, kube-proxy). With a
+//! controller token (`k0x server --token-file FILE`) it joins an existing cluster as one more
+//! controller.
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,8 @@ pub struct ServerArgs {
     /// File holding the controller join token (recommended).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Also run the worker components (containerd, kubelet) so this node runs pods; the control
-    /// plane is not tainted.
+    /// Also run the worker components (containerd, kubelet, kube-proxy) so this node runs pods;
+    /// the control plane is not tainted.
     #[arg(long)]
     pub enable_worker: bool,
     /// With --enable-worker: register the node with the control-plane taint
@@ -28,7 +29,8 @@ pub struct ServerArgs {
     #[arg(long, requires = "enable_worker")]
     pub taint_control_plane: bool,
     /// Components not to run, comma separated (etcd, kube-apiserver, kube-scheduler,
-    /// kube-controller-manager, containerd, kubelet).
+    /// kube-controller-manager, containerd, kubelet, kube-proxy), and system stacks not to
+    /// apply (coredns, metrics-server).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub disable_components: Vec<String>,
     #[command(flatten)]

@@ -18,7 +18,7 @@ pub struct WorkerArgs {
     /// File holding the join token (recommended).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Components not to run, comma separated (containerd, kubelet).
+    /// Components not to run, comma separated (containerd, kubelet, kube-proxy).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub disable_components: Vec<String>,
     #[command(flatten)]
