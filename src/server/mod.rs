@@ -299,11 +299,14 @@ async fn start_components(
     plan: &Plan,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (first, later): (Vec<_>, Vec<_>) = plan
+    // What comes after the kubelet (kube-proxy) starts with it, not before it.
+    let kubelet = plan
         .specs
         .iter()
-        .cloned()
-        .partition(|spec| spec.name != k0x_node::images::NEEDED_BY);
+        .position(|spec| spec.name == k0x_node::images::NEEDED_BY)
+        .unwrap_or(plan.specs.len());
+    let (first, later) = plan.specs.split_at(kubelet);
+    let (first, later) = (first.to_vec(), later.to_vec());
     supervisor.start(first).await?;
     if later.is_empty() {
         return Ok(());
