@@ -13,19 +13,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::Node;
+use common::{Node, kubectl};
 use nix::sys::signal::Signal;
 
 const POLL: Duration = Duration::from_millis(250);
 /// How long the node idles before its memory is read.
 const IDLE: Duration = Duration::from_secs(30);
-
-fn kubectl(node: &Node, args: &[&str]) -> Output {
-    node.k0x().arg("kubectl").args(args).output().unwrap()
-}
 
 fn answers(node: &Node, args: &[&str], wanted: &str) -> bool {
     let out = kubectl(node, args);
@@ -166,11 +161,7 @@ fn main() {
             println!("bench-node: not run: the components are not built (embedded-bins/build)");
             return;
         }
-        node.edit_config(
-            "  workerProfiles: []\n",
-            "  workerProfiles:\n  - name: default\n    values:\n      evictionHard: \
-             {\"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}\n",
-        );
+        common::relax_eviction(&node);
         let (ready, dns) = start(&mut node);
         samples[0].push(ready);
         samples[1].push(dns);

@@ -1,6 +1,6 @@
 //! End to end, by default: `k0x server --enable-worker`, started with the host's IP forwarding
 //! off as on a fresh machine, with the components built from source
-//! (see the harness: `K0X_COMPONENTS_DIR`, by default `target/components/<arch>`) and k0x's own
+//! (see the harness: `K0X_NODE_COMPONENTS_DIR`, by default `target/components/<arch>`) and k0x's own
 //! pause program. The node must become Ready with the kubelet's version, take ordinary pods (no
 //! control-plane taint), import a busybox archive from `<data-dir>/images/` (a broken archive
 //! beside it is reported and skipped), run a Deployment of two replicas to Available, and answer
@@ -13,9 +13,9 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{Node, stderr};
+use common::{NODE_COMPONENTS, Node, kubectl, relax_eviction, stderr, stdout, wait_node_ready};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -29,24 +29,6 @@ const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 const HTTP_PORT: u16 = 8080;
 /// The pod that calls the Service from elsewhere.
 const CLIENT: &str = "k0x-e2e-client";
-/// The components of a controller+worker, in start order.
-const COMPONENTS: &[&str] = &[
-    "etcd",
-    "kube-apiserver",
-    "kube-scheduler",
-    "kube-controller-manager",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-];
-
-fn kubectl(node: &Node, args: &[&str]) -> Output {
-    node.k0x().arg("kubectl").args(args).output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// Deletes the Deployment and waits for its pods (so the CNI plugins remove their network), then
 /// the bridge they created.
@@ -80,16 +62,6 @@ impl Drop for WorkloadGuard<'_> {
     }
 }
 
-/// The test host's disk may be fuller than the kubelet's default eviction thresholds allow (it
-/// would then taint the node with disk-pressure): this node only needs a little room.
-fn relax_eviction(node: &Node) {
-    node.edit_config(
-        "  workerProfiles: []\n",
-        "  workerProfiles:\n  - name: default\n    values:\n      evictionHard: \
-         {\"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}\n",
-    );
-}
-
 /// The busybox image and a broken archive in `<data-dir>/images/`, imported at worker start.
 fn drop_archives(node: &Node, busybox: &std::path::Path) {
     let images = node.layout().images();
@@ -110,19 +82,6 @@ fn archive_added_later_is_imported(node: &Node, busybox: &std::path::Path) {
             .any(|l| l.contains("image archive imported") && l.contains("later.tar"))
     });
     assert!(imported, "later.tar was not imported:\n{}", node.log());
-}
-
-fn wait_node_ready(node: &Node) {
-    let ready = common::wait_until(|| {
-        let jsonpath = "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}";
-        stdout(&kubectl(node, &["get", "nodes", "-o", jsonpath])) == "True"
-    });
-    assert!(
-        ready,
-        "the node never became Ready: {}\n{}",
-        stdout(&kubectl(node, &["describe", "nodes"])),
-        node.log()
-    );
 }
 
 fn deployment_manifest() -> serde_json::Value {
@@ -447,7 +406,7 @@ fn node_becomes_ready_and_runs_a_deployment() {
     std::fs::write(IP_FORWARD, "0\n").unwrap();
 
     node.start(&["--enable-worker"]);
-    node.wait_ready(COMPONENTS);
+    node.wait_ready(NODE_COMPONENTS);
     wait_node_ready(&node);
     let log = node.log();
     assert!(

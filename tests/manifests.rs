@@ -10,9 +10,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::Node;
+use common::{Node, kubectl};
 use nix::sys::signal::Signal;
 
 const NAMESPACE: &str = "k0x-manifests-demo";
@@ -39,10 +38,6 @@ spec:
             properties:
               size: {type: integer}
 ";
-
-fn kubectl(node: &Node, args: &[&str]) -> Output {
-    node.k0x().arg("kubectl").args(args).output().unwrap()
-}
 
 /// kubectl's output when it succeeded.
 fn get(node: &Node, args: &[&str]) -> Option<String> {

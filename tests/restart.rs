@@ -13,9 +13,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{Node, stderr};
+use common::{NODE_COMPONENTS, Node, kubectl, relax_eviction, stderr, stdout, wait_node_ready};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -23,45 +23,6 @@ const IMAGE: &str = "k0x.test/busybox:restart";
 const DEPLOYMENT: &str = "k0x-restart-busybox";
 /// containerd's namespace for the CRI plugin: where the pods' containers are.
 const CRI_NAMESPACE: &str = "k8s.io";
-const COMPONENTS: &[&str] = &[
-    "etcd",
-    "kube-apiserver",
-    "kube-scheduler",
-    "kube-controller-manager",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-];
-
-fn kubectl(node: &Node, args: &[&str]) -> Output {
-    node.k0x().arg("kubectl").args(args).output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The test host's disk may be fuller than the kubelet's default eviction thresholds allow.
-fn relax_eviction(node: &Node) {
-    node.edit_config(
-        "  workerProfiles: []\n",
-        "  workerProfiles:\n  - name: default\n    values:\n      evictionHard: \
-         {\"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}\n",
-    );
-}
-
-fn wait_node_ready(node: &Node) {
-    let ready = common::wait_until(|| {
-        let jsonpath = "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}";
-        stdout(&kubectl(node, &["get", "nodes", "-o", jsonpath])) == "True"
-    });
-    assert!(
-        ready,
-        "the node never became Ready: {}\n{}",
-        stdout(&kubectl(node, &["describe", "nodes"])),
-        node.log()
-    );
-}
 
 fn run_deployment(node: &Node) {
     let labels = serde_json::json!({ "app": DEPLOYMENT });
@@ -242,7 +203,7 @@ fn assert_adopted(
     ids: &[&String],
     init_pids: &[u32],
 ) {
-    node.wait_ready(COMPONENTS);
+    node.wait_ready(NODE_COMPONENTS);
     wait_node_ready(node);
     wait_available(node);
     let settled = common::wait_until(|| {
@@ -295,7 +256,7 @@ fn restarts_keep_workloads_running_and_reset_ends_them() {
     k0x_testkit::image::busybox_image(&tools[0], IMAGE, &images.join("busybox.tar")).unwrap();
 
     node.start(&["--enable-worker"]);
-    node.wait_ready(COMPONENTS);
+    node.wait_ready(NODE_COMPONENTS);
     wait_node_ready(&node);
     run_deployment(&node);
     let before = pods(&node);

@@ -552,6 +552,51 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A command's standard output, trimmed.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The components of a controller+worker with Kubernetes staged, in start order.
+pub const NODE_COMPONENTS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+];
+
+/// `k0x kubectl ARGS`: the node's kubectl with its admin kubeconfig.
+pub fn kubectl(node: &Node, args: &[&str]) -> Output {
+    node.k0x().arg("kubectl").args(args).output().unwrap()
+}
+
+/// The test host's disk may be fuller than the kubelet's default eviction thresholds allow (it
+/// would then taint the node with disk-pressure): a test node only needs a little room.
+pub fn relax_eviction(node: &Node) {
+    node.edit_config(
+        "  workerProfiles: []\n",
+        "  workerProfiles:\n  - name: default\n    values:\n      evictionHard: \
+         {\"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}\n",
+    );
+}
+
+/// Waits until the Node is Ready; panics with `kubectl describe nodes` and the log otherwise.
+pub fn wait_node_ready(node: &Node) {
+    let ready = wait_until(|| {
+        let jsonpath = "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}";
+        stdout(&kubectl(node, &["get", "nodes", "-o", jsonpath])) == "True"
+    });
+    assert!(
+        ready,
+        "the node never became Ready: {}\n{}",
+        stdout(&kubectl(node, &["describe", "nodes"])),
+        node.log()
+    );
+}
+
 /// Waits until `check` holds (polling), false when the limit passes first.
 pub fn wait_until(mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + LIMIT;
