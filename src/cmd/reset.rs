@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use k0x_host::reset::{ResetOptions, Step, ensure_not_running, plan, reset};
+use k0x_host::reset::{Done, ResetOptions, Step, ensure_not_running, plan, reset};
 
 use crate::cli::GlobalArgs;
 
@@ -38,16 +38,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<()> {
     if done.is_empty() {
         println!("nothing to reset");
     }
-    let mut failed = 0;
-    for d in &done {
-        match &d.error {
-            None => println!("done   {}", d.step),
-            Some(err) => {
-                failed += 1;
-                println!("FAILED {}: {err}", d.step);
-            }
-        }
-    }
+    let failed = print_done(&done);
     let removed_units = done
         .iter()
         .any(|d| matches!(&d.step, Step::RemoveFile { path } if path.extension().is_some_and(|e| e == "service")));
@@ -60,4 +51,16 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints one line per step taken (`done` or `FAILED` with the cause); returns how many failed.
+#[allow(clippy::print_stdout)]
+pub(super) fn print_done(done: &[Done]) -> usize {
+    for d in done {
+        match &d.error {
+            None => println!("done   {}", d.step),
+            Some(err) => println!("FAILED {}: {err}", d.step),
+        }
+    }
+    done.iter().filter(|d| d.error.is_some()).count()
 }

@@ -55,16 +55,7 @@ pub fn stop(global: &GlobalArgs, args: &StopArgs) -> anyhow::Result<()> {
     if done.is_empty() {
         println!("no workloads running");
     }
-    let mut failed = 0;
-    for d in &done {
-        match &d.error {
-            None => println!("done   {}", d.step),
-            Some(err) => {
-                failed += 1;
-                println!("FAILED {}: {err}", d.step);
-            }
-        }
-    }
+    let failed = super::reset::print_done(&done);
     anyhow::ensure!(
         failed == 0,
         "{failed} step(s) failed (marked FAILED above); fix the cause and rerun `k0x stop --workloads`"

@@ -332,22 +332,18 @@ pub fn plan_stop_workloads(options: &ResetOptions) -> Result<Vec<Step>, ResetErr
 /// network for the next start. Continues past a failed step and reports each.
 pub fn stop_workloads(options: &ResetOptions) -> Result<Vec<Done>, ResetError> {
     let _lock = ensure_not_running(options)?;
-    let steps = plan_stop_workloads(options)?;
-    let dirs = k0x_dirs(options)?;
-    Ok(steps
-        .into_iter()
-        .map(|step| {
-            let error = take(&step, options, &dirs).err();
-            Done { step, error }
-        })
-        .collect())
+    take_all(options, plan_stop_workloads(options)?)
 }
 
 /// Takes every step of [`plan`], refusing while k0x runs. Continues past a failed step and
 /// reports each; a directory is only removed when no mount is left below it.
 pub fn reset(options: &ResetOptions) -> Result<Vec<Done>, ResetError> {
     let _lock = ensure_not_running(options)?;
-    let steps = plan(options)?;
+    take_all(options, plan(options)?)
+}
+
+/// Takes `steps` in order, past a failed one, and reports each.
+fn take_all(options: &ResetOptions, steps: Vec<Step>) -> Result<Vec<Done>, ResetError> {
     let dirs = k0x_dirs(options)?;
     Ok(steps
         .into_iter()
