@@ -43,6 +43,7 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
         cluster_domain: network.cluster_domain.clone(),
         pod_cidr: network.pod_cidr.clone(),
         service_cidr: network.service_cidr.clone(),
+        network_provider: Some(network.provider),
         images: [
             ("pause".to_owned(), ctx.config.spec.images.pause.clone()),
             ("coredns".to_owned(), ctx.config.spec.images.coredns.clone()),

@@ -221,7 +221,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let applier = start_manifests(&plan, supervisor.subscribe(), stopped());
     let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
-        result = start_components(&mut supervisor, &plan, stopped()) => Some(result),
+        result = start_components(&mut supervisor, &plan, &stopped) => Some(result),
         _ = signals.recv() => None,
     };
     let outcome = match started {
@@ -294,10 +294,10 @@ fn start_manifests(
 /// Starts every component in order; the kubelet only after the sandbox image is imported, since
 /// it is the first thing the kubelet asks containerd for. The pods' other images are imported
 /// beside the kubelet, and then the archives added later.
-async fn start_components(
+async fn start_components<Stopped: Future<Output = ()> + Send + 'static>(
     supervisor: &mut Supervisor<SystemHost>,
     plan: &Plan,
-    stopped: impl Future<Output = ()> + Send + 'static,
+    stopped: &impl Fn() -> Stopped,
 ) -> anyhow::Result<()> {
     // What comes after the kubelet (kube-proxy) starts with it, not before it.
     let kubelet = plan
@@ -315,9 +315,45 @@ async fn start_components(
     tokio::task::spawn_blocking(move || k0x_node::import_sandbox_image(&ctx))
         .await
         .context("the image import task failed")??;
-    tokio::spawn(import_pod_images(plan.ctx.clone(), stopped));
+    if let k0x_node::CniSetup::Flannel { lease, conflist } = k0x_node::cni_setup(&plan.ctx) {
+        let ipam = k0x_node::paths::cni_ipam_dir(&plan.ctx.run);
+        tokio::spawn(follow_flannel_lease(lease, conflist, ipam, stopped()));
+    }
+    tokio::spawn(import_pod_images(plan.ctx.clone(), stopped()));
     supervisor.start(later).await?;
     Ok(())
+}
+
+/// How often a worker looks at flannel's lease.
+const LEASE_LOOK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the CNI configuration in step with flannel's lease until k0x stops: the pods' network
+/// exists (and the kubelet reports the node Ready) once flannel has its subnet.
+async fn follow_flannel_lease(
+    lease: std::path::PathBuf,
+    conflist: std::path::PathBuf,
+    ipam: std::path::PathBuf,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    let mut last_error = String::new();
+    loop {
+        match k0x_node::cni::sync_flannel_conflist(&lease, &conflist, &ipam) {
+            Ok(true) => {
+                tracing::info!(file = %conflist.display(), "CNI configuration written from flannel's lease")
+            }
+            Ok(false) => {}
+            Err(err) if err.to_string() != last_error => {
+                last_error = err.to_string();
+                tracing::warn!("{last_error}");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(LEASE_LOOK_INTERVAL) => {}
+        }
+    }
 }
 
 /// How often a worker looks for image archives added to `<data-dir>/images/`.

@@ -1,6 +1,7 @@
 //! Which components this node runs, with their files written and specs built, and which it
 //! cannot run and why (missing binaries, or a dependency that is missing).
 
+use k0x_config::schema::NetworkProvider;
 use k0x_node::{Component, NodeContext, RenderedFile, stacks};
 use k0x_supervisor::Spec;
 
@@ -56,7 +57,10 @@ impl Plan {
     /// Renders every component's files and builds its spec without writing anything, so a bad
     /// setting is refused before the binaries are unpacked.
     pub fn render(ctx: NodeContext, options: &ServerOptions) -> anyhow::Result<Rendered> {
-        let components = k0x_node::filter_disabled(components(options.role), &options.disabled)?;
+        let components = k0x_node::filter_disabled(
+            components(options.role, ctx.config.spec.network.provider),
+            &options.disabled,
+        )?;
         for component in &components {
             component.files(&ctx)?;
         }
@@ -97,13 +101,13 @@ impl Rendered {
     }
 }
 
-fn components(role: Role) -> Vec<Box<dyn Component>> {
+fn components(role: Role, provider: NetworkProvider) -> Vec<Box<dyn Component>> {
     let mut components = Vec::new();
     if role.controller {
         components.extend(k0x_node::controller_components());
     }
     if role.worker {
-        components.extend(k0x_node::worker_components());
+        components.extend(k0x_node::worker_components(provider));
     }
     components
 }

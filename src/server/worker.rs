@@ -69,6 +69,9 @@ pub fn apply_settings(mut config: ClusterConfig, settings: &WorkerSettings) -> C
     if !settings.service_cidr.is_empty() {
         network.service_cidr.clone_from(&settings.service_cidr);
     }
+    if let Some(provider) = settings.network_provider {
+        network.provider = provider;
+    }
     if let Some(pause) = settings.images.get("pause") {
         config.spec.images.pause.clone_from(pause);
     }

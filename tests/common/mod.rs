@@ -139,11 +139,11 @@ impl Node {
     /// must be skipped (a failure in strict mode).
     pub fn stage_kubernetes(&mut self, test: &str, target_tmp: &Path) -> bool {
         // ctr: k0x imports images with it; coredns and metrics-server: k0x builds the images of
-        // the system stacks from them.
+        // the system stacks from them; flannel: the default pod network.
         let names: Vec<&str> = KUBE_COMPONENTS
             .iter()
             .copied()
-            .chain(["ctr", "coredns", "metrics-server"])
+            .chain(["ctr", "coredns", "metrics-server", "flannel"])
             .collect();
         let Some(found) = k0x_testkit::require_binaries(test, &names) else {
             return false;

@@ -39,6 +39,11 @@ pub const K0S_ONLY_FIELDS: &[&str] = &[
     "spec.images.default_pull_policy",
 ];
 
+/// The field naming k0s's pod network, and the providers k0s has that k0x does not: a k0s file
+/// naming one gets k0x's default (flannel) and a warning.
+const PROVIDER_FIELD: &str = "spec.network.provider";
+const K0S_ONLY_PROVIDERS: &[&str] = &["kuberouter", "calico"];
+
 /// k0s images k0x uses too; k0s writes them as `{image, version}`, k0x as one reference.
 const SHARED_IMAGES: &[&str] = &[
     "spec.images.pause",
@@ -72,6 +77,17 @@ pub fn translate(root: &mut Node) -> Vec<Ignored> {
             });
         }
         root.remove(&path);
+    }
+    let provider = FieldPath::parse(PROVIDER_FIELD);
+    if let Some(node) = root.find(&provider)
+        && matches!(&node.value, Value::Str(name) if K0S_ONLY_PROVIDERS.contains(&name.as_str()))
+    {
+        let pos = root.key_pos(&provider).unwrap_or(node.pos);
+        ignored.push(Ignored {
+            path: provider.clone(),
+            pos,
+        });
+        root.remove(&provider);
     }
     for field in SHARED_IMAGES {
         let path = FieldPath::parse(field);
@@ -114,6 +130,17 @@ mod tests {
         assert_eq!(ignored[0].pos, Pos { line: 2, column: 3 });
         assert!(root.get("spec").unwrap().get("konnectivity").is_none());
         assert!(root.get("spec").unwrap().get("network").is_some());
+    }
+
+    #[test]
+    fn k0s_only_providers_give_way_to_the_default() {
+        let mut root = parse("spec:\n  network:\n    provider: kuberouter\n").unwrap();
+        let ignored = translate(&mut root);
+        assert_eq!(ignored[0].path.to_string(), "spec.network.provider");
+        let network = root.get("spec").unwrap().get("network").unwrap();
+        assert!(network.get("provider").is_none());
+        let mut root = parse("spec:\n  network:\n    provider: custom\n").unwrap();
+        assert!(translate(&mut root).is_empty());
     }
 
     #[test]

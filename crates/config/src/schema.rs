@@ -145,7 +145,8 @@ pub struct Network {
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: String,
     pub cluster_domain: String,
-    /// CNI provider: `bridge` (k0x's built-in default), `calico`, `kuberouter` or `custom`.
+    /// Pod network: `flannel` (vxlan between nodes, the default), `bridge` (one node only) or
+    /// `custom` (the user installs a CNI).
     pub provider: NetworkProvider,
 }
 
@@ -164,9 +165,8 @@ impl Default for Network {
 #[serde(rename_all = "lowercase")]
 pub enum NetworkProvider {
     #[default]
+    Flannel,
     Bridge,
-    Calico,
-    Kuberouter,
     Custom,
 }
 

@@ -389,12 +389,12 @@ fn cluster_domain_is_not_a_dns_name() {
 #[test]
 fn unknown_network_provider() {
     let error = single_error(
-        "spec:\n  network:\n    provider: flannel\n",
+        "spec:\n  network:\n    provider: calico\n",
         "spec.network.provider",
         5,
         15,
     );
-    assert_mentions(&error, &["unknown variant `flannel`", "`calico`"]);
+    assert_mentions(&error, &["unknown variant `calico`", "`flannel`"]);
 }
 
 #[test]
@@ -490,7 +490,7 @@ fn not_a_mapping() {
 #[test]
 fn every_error_is_reported_in_file_order() {
     let yaml = format!(
-        "{HEADER}spec:\n  api:\n    port: 0\n    bogus: 1\n  network:\n    podCIDR: nope\n    serviceCIDR: 10.96.0.0/30\n    provider: flannel\n  workerProfiles:\n  - name: a\n  - name: a\n"
+        "{HEADER}spec:\n  api:\n    port: 0\n    bogus: 1\n  network:\n    podCIDR: nope\n    serviceCIDR: 10.96.0.0/30\n    provider: weave\n  workerProfiles:\n  - name: a\n  - name: a\n"
     );
     let errors = errors_of(&yaml);
     let found: Vec<_> = errors
@@ -531,7 +531,7 @@ fn k0s_default_configuration_validates_unchanged() {
     assert_eq!(spec.storage.etcd.peer_address, "192.168.68.104");
     assert_eq!(
         spec.network.provider,
-        k0x_config::schema::NetworkProvider::Kuberouter
+        k0x_config::schema::NetworkProvider::Flannel
     );
     let warned: Vec<_> = checked.warnings.iter().map(|w| w.path.as_str()).collect();
     assert_eq!(
@@ -544,6 +544,7 @@ fn k0s_default_configuration_validates_unchanged() {
             "spec.network.kubeProxy",
             "spec.network.kuberouter",
             "spec.network.nodeLocalLoadBalancing",
+            "spec.network.provider",
             "spec.telemetry",
         ]
     );

@@ -63,6 +63,9 @@ pub struct WorkerSettings {
     /// is the controllers' DNS Service IP, the tenth address of this range (`k0x_config::net`).
     #[serde(default)]
     pub service_cidr: String,
+    /// The pod network every node runs (`spec.network.provider`); absent from older controllers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_provider: Option<k0x_config::schema::NetworkProvider>,
     /// Image references by role (`pause`, `coredns`, ...).
     pub images: BTreeMap<String, String>,
 }

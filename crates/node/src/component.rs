@@ -1,13 +1,16 @@
 //! The component interface and the controller and worker component lists.
 
 use std::fmt;
+use std::path::PathBuf;
 
+use k0x_config::schema::NetworkProvider;
 use k0x_supervisor::Spec;
 
 use crate::files::{DirSpec, RenderedFile};
 use crate::scheduler;
 use crate::{
-    NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, kube_proxy, kubelet,
+    NodeContext, NodeError, apiserver, containerd, controller_manager, etcd, flannel, kube_proxy,
+    kubelet,
 };
 
 /// One supervised component: what it needs on disk and how to run it.
@@ -28,14 +31,30 @@ pub trait Component: fmt::Debug + Send + Sync {
     /// How the supervisor runs the component.
     fn spec(&self, ctx: &NodeContext) -> Result<Spec, NodeError>;
 
-    /// Creates the directories and writes the files. Every file is rendered before the first
-    /// one is written, so a configuration error leaves the disk as it was.
+    /// Files an earlier configuration wrote that would now mislead the component.
+    fn stale_files(&self, _ctx: &NodeContext) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Creates the directories, writes the files and removes the stale ones. Every file is
+    /// rendered before the first one is written, so a configuration error leaves the disk as it
+    /// was.
     fn prepare(&self, ctx: &NodeContext) -> Result<(), NodeError> {
         let files = self.files(ctx)?;
         for dir in self.dirs(ctx) {
             dir.create()?;
         }
-        files.iter().try_for_each(RenderedFile::write)
+        files.iter().try_for_each(RenderedFile::write)?;
+        for stale in self.stale_files(ctx) {
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {
+                    tracing::info!(component = self.name(), file = %stale.display(), "removed a file of the previous configuration")
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(NodeError::write(stale)(err)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -48,6 +67,7 @@ pub const ALL_COMPONENTS: &[&str] = &[
     containerd::NAME,
     kubelet::NAME,
     kube_proxy::NAME,
+    flannel::NAME,
 ];
 
 /// The control plane: etcd, kube-apiserver, kube-scheduler, kube-controller-manager.
@@ -60,13 +80,18 @@ pub fn controller_components() -> Vec<Box<dyn Component>> {
     ]
 }
 
-/// A worker: containerd (with the CNI setup), the kubelet and kube-proxy.
-pub fn worker_components() -> Vec<Box<dyn Component>> {
-    vec![
+/// A worker: containerd (with the CNI setup), the kubelet, kube-proxy, and flannel where it is
+/// the network provider.
+pub fn worker_components(provider: NetworkProvider) -> Vec<Box<dyn Component>> {
+    let mut components: Vec<Box<dyn Component>> = vec![
         Box::new(containerd::Containerd),
         Box::new(kubelet::Kubelet),
         Box::new(kube_proxy::KubeProxy),
-    ]
+    ];
+    if provider == NetworkProvider::Flannel {
+        components.push(Box::new(flannel::Flannel));
+    }
+    components
 }
 
 /// Removes the components named in `--disable-components`. Names are checked against every
@@ -133,7 +158,7 @@ mod tests {
     #[test]
     fn lists_cover_every_component_in_start_order() {
         let mut all = controller_components();
-        all.extend(worker_components());
+        all.extend(worker_components(Default::default()));
         assert_eq!(names(&all), ALL_COMPONENTS);
     }
 
@@ -160,9 +185,12 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused_with_the_valid_ones() {
-        let err = filter_disabled(worker_components(), &["kubelett".to_owned()])
-            .unwrap_err()
-            .to_string();
+        let err = filter_disabled(
+            worker_components(Default::default()),
+            &["kubelett".to_owned()],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("--disable-components: unknown component \"kubelett\""));
         assert!(err.contains("kube-controller-manager"), "{err}");
     }

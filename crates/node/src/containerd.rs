@@ -18,7 +18,7 @@ use std::time::Duration;
 use k0x_config::layout::PRIVATE_DIR_MODE;
 use k0x_supervisor::{Probe, Spec};
 
-use crate::cni::{self, BRIDGE_NAME, CniSetup, POD_CIDR_PLACEHOLDER};
+use crate::cni::{self, BridgeNetwork, CniSetup, POD_CIDR_PLACEHOLDER};
 use crate::files::{DirSpec, RenderedFile};
 use crate::{Component, NodeContext, NodeError, paths};
 
@@ -59,7 +59,7 @@ fn render_config(ctx: &NodeContext) -> String {
         CniSetup::Bridge { template } => {
             format!("    conf_template = {}\n", toml_str(template.display()))
         }
-        CniSetup::External { .. } => String::new(),
+        CniSetup::Flannel { .. } | CniSetup::External { .. } => String::new(),
     };
     format!(
         "version = {CONFIG_VERSION}\n\
@@ -218,13 +218,23 @@ impl Component for Containerd {
         )];
         match cni::cni_setup(ctx) {
             CniSetup::Bridge { template } => {
-                let ipam = paths::cni_ipam_dir(&ctx.run);
-                let text = cni::bridge_conflist(BRIDGE_NAME, POD_CIDR_PLACEHOLDER, &ipam);
+                let network = BridgeNetwork {
+                    subnet: POD_CIDR_PLACEHOLDER.to_owned(),
+                    mtu: None,
+                    ip_masq: true,
+                };
+                let text = cni::bridge_conflist(&network, &paths::cni_ipam_dir(&ctx.run));
                 files.push(RenderedFile::private(template, text));
             }
-            external @ CniSetup::External { .. } => tracing::info!(component = NAME, "{external}"),
+            other => tracing::info!(component = NAME, "{other}"),
         }
         Ok(files)
+    }
+
+    /// The conflist another network setup left (after a change of `spec.network.provider`):
+    /// containerd would load the first one by name.
+    fn stale_files(&self, ctx: &NodeContext) -> Vec<PathBuf> {
+        cni::stale_conflists(ctx)
     }
 
     fn spec(&self, ctx: &NodeContext) -> Result<Spec, NodeError> {
@@ -263,16 +273,23 @@ mod tests {
         assert!(text.contains("sandbox = \"k0x.io/pause:3.10-k0x\""));
         assert!(text.contains("restrict_oom_score_adj = false"));
         assert!(!text.contains("imports"), "k0x merges drop-ins itself");
-        assert!(text.contains("conf_template = "));
+        assert!(
+            !text.contains("conf_template"),
+            "flannel's conflist comes from k0x"
+        );
     }
 
     #[test]
-    fn external_provider_has_no_template() {
+    fn only_the_bridge_provider_has_a_template() {
         let mut ctx = context();
-        ctx.config.spec.network.provider = NetworkProvider::Custom;
-        assert!(!render_config(&ctx).contains("conf_template"));
-        let files = Containerd.files(&ctx).unwrap();
-        assert_eq!(files.len(), 1);
+        ctx.config.spec.network.provider = NetworkProvider::Bridge;
+        assert!(render_config(&ctx).contains("conf_template = "));
+        assert_eq!(Containerd.files(&ctx).unwrap().len(), 2);
+        for provider in [NetworkProvider::Custom, NetworkProvider::Flannel] {
+            ctx.config.spec.network.provider = provider;
+            assert!(!render_config(&ctx).contains("conf_template"));
+            assert_eq!(Containerd.files(&ctx).unwrap().len(), 1);
+        }
     }
 
     #[test]

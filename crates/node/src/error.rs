@@ -56,6 +56,16 @@ pub enum NodeError {
     #[error("cannot read {}: {reason}; k0x writes it with the PKI at start: check the data dir's pki/", path.display())]
     ReadPki { path: PathBuf, reason: String },
 
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(transparent)]
+    Lease(#[from] crate::cni::LeaseError),
+
     #[error("cannot write {}: {source}; check that the directory is writable and the disk not full", path.display())]
     Write {
         path: PathBuf,
@@ -65,6 +75,12 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    /// An I/O failure while reading `path`.
+    pub(crate) fn read(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Read { path, source }
+    }
+
     /// An I/O failure while creating or writing `path`.
     pub(crate) fn write(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

@@ -20,7 +20,7 @@
 //!     let ctx = NodeContext::new(config, data, run, facts);
 //!     let mut components = k0x_node::controller_components();
 //!     if worker {
-//!         components.extend(k0x_node::worker_components());
+//!         components.extend(k0x_node::worker_components(Default::default()));
 //!     }
 //!     let components = k0x_node::filter_disabled(components, disabled)?;
 //!     for component in &components {
@@ -49,6 +49,7 @@ mod controller_manager;
 mod error;
 mod etcd;
 mod files;
+mod flannel;
 pub mod images;
 mod kube_proxy;
 mod kubelet;
@@ -58,7 +59,7 @@ mod scheduler;
 pub mod stacks;
 
 pub use cgroups::CgroupDriver;
-pub use cni::{CniSetup, bridge_conflist, cni_setup, missing_cni_plugins};
+pub use cni::{CniSetup, cni_setup, missing_cni_plugins};
 pub use component::{
     ALL_COMPONENTS, Component, controller_components, filter_disabled, missing_binary, specs,
     worker_components,

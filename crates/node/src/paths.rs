@@ -51,6 +51,27 @@ pub fn cni_ipam_dir(run: &RunDir) -> PathBuf {
     run.root().join("cni").join("networks")
 }
 
+/// flannel's `net-conf.json` (the pod CIDR and the backend).
+pub fn flannel_net_conf(data: &DataDir) -> PathBuf {
+    data.etc().join("flannel").join("net-conf.json")
+}
+
+/// Where flannel keeps its volatile state.
+pub fn flannel_run_dir(run: &RunDir) -> PathBuf {
+    run.root().join("flannel")
+}
+
+/// The node's lease flannel writes (`FLANNEL_SUBNET`, `FLANNEL_MTU`, ...), read to render the
+/// CNI configuration.
+pub fn flannel_subnet_file(run: &RunDir) -> PathBuf {
+    flannel_run_dir(run).join("subnet.env")
+}
+
+/// The CNI configuration k0x renders from flannel's lease.
+pub fn cni_flannel_conflist(data: &DataDir) -> PathBuf {
+    cni_conf_dir(data).join("10-k0x-flannel.conflist")
+}
+
 /// The rendered KubeletConfiguration.
 pub fn kubelet_config(data: &DataDir) -> PathBuf {
     data.etc().join("kubelet").join("config.yaml")

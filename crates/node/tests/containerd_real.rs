@@ -51,6 +51,8 @@ fn containerd_runs_busybox_on_the_bridge_network() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = support::bin_dir(tmp.path(), &found[..3]);
     let mut ctx = support::context(tmp.path(), "node-a", "127.0.0.1", &bin);
+    // One node, no flannel: the bridge network as containerd renders it from its template.
+    ctx.config.spec.network.provider = k0x_config::schema::NetworkProvider::Bridge;
     // The CNI plugin directory (where host-local is; iproute2 also has a `bridge`).
     let cni_bin = found[7].parent().unwrap().to_path_buf();
     for plugin in ["bridge", "loopback", "portmap"] {

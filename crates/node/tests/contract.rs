@@ -34,7 +34,7 @@ fn prepared_node(root: &Path) -> (NodeContext, Vec<Spec>) {
         .insert("node-monitor-grace-period".into(), "40s".into());
     support::pki::generate(&ctx.data, "node-a", "192.0.2.10");
     let mut components: Vec<Box<dyn Component>> = controller_components();
-    components.extend(worker_components());
+    components.extend(worker_components(Default::default()));
     for component in &components {
         component.prepare(&ctx).unwrap();
     }
@@ -118,6 +118,10 @@ fn check_file(path: &Path, what: &str) {
                 path.display()
             );
         }
+        "json" => {
+            serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|e| panic!("{what}: {} is not JSON: {e}", path.display()));
+        }
         "toml" => assert!(text.contains("version = 2"), "{what}: {}", path.display()),
         other => panic!("{what}: unexpected file kind {other:?}: {}", path.display()),
     }
@@ -193,7 +197,11 @@ fn every_referenced_file_exists_and_parses() {
     for spec in &specs {
         for (flag, path) in path_flags(spec, &ctx) {
             let what = format!("{} --{flag}", spec.name);
-            if ["data-dir", "root-dir", "cert-dir"].contains(&flag) {
+            if flag == "subnet-file" {
+                // flannel writes it: its directory must be there.
+                let dir = path.parent().unwrap();
+                assert!(dir.is_dir(), "{what}: {} is not a directory", dir.display());
+            } else if ["data-dir", "root-dir", "cert-dir"].contains(&flag) {
                 assert!(
                     path.is_dir(),
                     "{what}: {} is not a directory",

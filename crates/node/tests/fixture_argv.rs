@@ -28,7 +28,7 @@ fn fixtures_receive_the_generated_argv() {
     }
     let ctx = support::context(tmp.path(), "node-a", "192.0.2.10", &bin);
     let mut components: Vec<Box<dyn Component>> = controller_components();
-    components.extend(worker_components());
+    components.extend(worker_components(Default::default()));
     let records = tmp.path().join("records");
     std::fs::create_dir_all(&records).unwrap();
     for component in components.iter().filter(|c| kube.contains(&c.name())) {

@@ -247,7 +247,7 @@ pub fn plan(options: &ResetOptions) -> Result<Vec<Step>, ResetError> {
 
     let networks = network::k0x_networks(&options.data_dir.etc());
     steps.extend(
-        network::links_to_delete(&networks)
+        network::links_to_delete(&networks, kubelet_ran)
             .into_iter()
             .map(|name| Step::DeleteLink { name }),
     );

@@ -6,18 +6,19 @@
 //! every rule (`name: "<network>" id: "<container>"`), so chains of another CNI network on the
 //! same host, and the shared CNI-HOSTPORT-* chains, are left alone.
 //!
-//! The kubelet (and kube-proxy, where it runs) keep their rules in KUBE-* chains that carry no
-//! such comment. A host runs one kubelet, so once this data dir's kubelet ran, every KUBE-* chain
-//! is its own: reset removes them and the rules jumping to them, as k3s-killall.sh does.
+//! The kubelet, kube-proxy and flannel keep their rules in KUBE-* and FLANNEL-* chains that carry
+//! no such comment. A host runs one kubelet and one pod network, so once this data dir's kubelet
+//! ran, every such chain is its own: reset removes them and the rules jumping to them, as
+//! k3s-killall.sh does, and flannel's vxlan device with them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The network name k0x's default CNI configuration uses, when none is found in the data dir.
-pub const DEFAULT_NETWORK: &str = "k0x";
+pub const DEFAULT_NETWORK: &str = "k0x-bridge";
 /// The bridge k0x's default CNI configuration uses, when none is found in the data dir.
-pub const DEFAULT_BRIDGE: &str = "k0x0";
+pub const DEFAULT_BRIDGE: &str = "k0x-br0";
 
 /// A CNI network k0x configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,9 +141,16 @@ pub fn state_paths(root: &Path, networks: &[CniNetwork]) -> Vec<PathBuf> {
     paths
 }
 
-/// Network devices to delete: the ports on each bridge (host ends of pod veths), then the bridge.
-pub fn links_to_delete(networks: &[CniNetwork]) -> Vec<String> {
+/// The vxlan device flannel creates.
+const FLANNEL_DEVICE: &str = "flannel.1";
+
+/// Network devices to delete: the ports on each bridge (host ends of pod veths), then the bridge;
+/// with `kubelet_ran`, also flannel's vxlan device.
+pub fn links_to_delete(networks: &[CniNetwork], kubelet_ran: bool) -> Vec<String> {
     let mut links = Vec::new();
+    if kubelet_ran && Path::new("/sys/class/net").join(FLANNEL_DEVICE).exists() {
+        links.push(FLANNEL_DEVICE.to_owned());
+    }
     for bridge in networks.iter().flat_map(|n| &n.bridges) {
         let dev = Path::new("/sys/class/net").join(bridge);
         if !dev.exists() {
@@ -171,7 +179,7 @@ pub struct IptablesChange {
 
 /// Rules carrying a comment of one of `networks`, then the CNI-* chains they jump to (flushed,
 /// then deleted), in both the IPv4 and the IPv6 tables that exist on this host; with
-/// `kube_chains`, also every KUBE-* chain and the rules jumping to it.
+/// `kube_chains`, also every KUBE-* and FLANNEL-* chain and the rules jumping to it.
 pub fn iptables_changes(networks: &[CniNetwork], kube_chains: bool) -> Vec<IptablesChange> {
     let mut changes = Vec::new();
     for program in ["iptables", "ip6tables"] {
@@ -259,10 +267,13 @@ fn merge(first: &[Vec<String>], second: &[Vec<String>]) -> Vec<Vec<String>> {
     all
 }
 
-/// The changes that remove the KUBE-* chains of one table's `iptables-save` output: `-D` for
-/// each rule of another chain that jumps to one, then `-F` and `-X` for each.
+/// The chain prefixes of the kubelet, kube-proxy and flannel.
+const NODE_CHAIN_PREFIXES: &[&str] = &["KUBE-", "FLANNEL-"];
+
+/// The changes that remove the KUBE-* and FLANNEL-* chains of one table's `iptables-save` output:
+/// `-D` for each rule of another chain that jumps to one, then `-F` and `-X` for each.
 fn kube_changes_for_dump(dump: &str) -> Vec<Vec<String>> {
-    let is_kube = |chain: &str| chain.starts_with("KUBE-");
+    let is_kube = |chain: &str| NODE_CHAIN_PREFIXES.iter().any(|p| chain.starts_with(p));
     let chains: Vec<String> = dump
         .lines()
         .filter_map(|l| l.strip_prefix(':'))
@@ -409,6 +420,21 @@ COMMIT
     }
 
     #[test]
+    fn flannel_chains_go_too() {
+        let dump = "*nat\n:POSTROUTING ACCEPT [0:0]\n:FLANNEL-POSTRTG - [0:0]\n\
+                    -A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n\
+                    -A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.0.0/16 -j RETURN\nCOMMIT\n";
+        let ops: Vec<String> = kube_changes_for_dump(dump)
+            .iter()
+            .map(|c| c[..2].join(" "))
+            .collect();
+        assert_eq!(
+            ops,
+            ["-D POSTROUTING", "-F FLANNEL-POSTRTG", "-X FLANNEL-POSTRTG"]
+        );
+    }
+
+    #[test]
     fn networks_come_from_the_rendered_conflist() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(k0x_networks(dir.path())[0].bridges, [DEFAULT_BRIDGE]);
@@ -448,19 +474,23 @@ COMMIT
         let root = tempfile::tempdir().unwrap();
         let leases = root.path().join("var/lib/cni/networks");
         let results = root.path().join("var/lib/cni/results");
-        for dir in [leases.join("k0x"), leases.join("podman"), results.clone()] {
+        for dir in [
+            leases.join(DEFAULT_NETWORK),
+            leases.join("podman"),
+            results.clone(),
+        ] {
             fs::create_dir_all(dir).unwrap();
         }
-        for file in ["k0x-c1-eth0", "k0x-c2-eth0", "podman-d1-eth0"] {
+        for file in ["k0x-bridge-c1-eth0", "k0x-bridge-c2-eth0", "podman-d1-eth0"] {
             fs::write(results.join(file), "{}").unwrap();
         }
         let networks = k0x_networks(&root.path().join("no-config"));
         assert_eq!(
             state_paths(root.path(), &networks),
             [
-                leases.join("k0x"),
-                results.join("k0x-c1-eth0"),
-                results.join("k0x-c2-eth0")
+                leases.join(DEFAULT_NETWORK),
+                results.join("k0x-bridge-c1-eth0"),
+                results.join("k0x-bridge-c2-eth0")
             ]
         );
     }

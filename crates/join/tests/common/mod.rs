@@ -89,6 +89,7 @@ pub fn worker_settings() -> WorkerSettings {
         cluster_domain: "cluster.local".into(),
         pod_cidr: "10.244.0.0/16".into(),
         service_cidr: "10.96.0.0/12".into(),
+        network_provider: Some(Default::default()),
         images: [("pause".to_string(), "k0x.io/pause:3.10-k0x".to_string())].into(),
     }
 }

@@ -99,7 +99,7 @@ impl Drop for ContainerdUnderTest {
 
 /// The containerd spec k0x plans for `ctx`, with its files written.
 pub fn containerd_spec(ctx: &NodeContext) -> Spec {
-    let components = worker_components();
+    let components = worker_components(Default::default());
     let containerd = components
         .iter()
         .find(|c| c.name() == "containerd")
