@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use k0x_testkit::netns::{Host, Network};
+use k0x_testkit::hosts::{Host, Network};
 
 const K0X: &str = env!("CARGO_BIN_EXE_k0x");
 const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use k0x_config::{DataDir, pki_names};
 use k0x_join::material::WorkerFiles;
-use k0x_testkit::netns::{Host, Network};
+use k0x_testkit::hosts::{Host, Network};
 use tempfile::TempDir;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

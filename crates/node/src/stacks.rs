@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use k0x_config::pki_names;
+use k0x_config::schema::NetworkProvider;
 
 use crate::files::RenderedFile;
 use crate::{NodeContext, NodeError};
@@ -22,11 +23,28 @@ const COREDNS: &str = include_str!("../stacks/coredns.yaml");
 /// cluster CA (the APIService's caBundle) and verifying the kubelets with the same CA.
 const METRICS_SERVER: &str = include_str!("../stacks/metrics-server.yaml");
 
+/// What flannel may read with the nodes' credentials (all Nodes); written where flannel is the
+/// network provider.
+const FLANNEL: &str = include_str!("../stacks/flannel.yaml");
+
 /// The system stacks' names; `--disable-components` takes them too (k0s's names), which keeps a
 /// stack's file away so the applier prunes what it had created.
 pub const SYSTEM_STACKS: &[&str] = &["coredns", "metrics-server"];
+/// The stack of flannel's permissions, named like the component it serves.
+const FLANNEL_STACK: &str = "flannel";
 
-/// The system stacks' files, rendered, except those of `disabled` stacks.
+/// The stacks this controller does not write: the disabled ones, and flannel's where another
+/// network provider runs.
+fn left_out(ctx: &NodeContext, disabled: &[String]) -> Vec<String> {
+    let mut out = disabled.to_vec();
+    if ctx.config.spec.network.provider != NetworkProvider::Flannel {
+        out.push(FLANNEL_STACK.to_owned());
+    }
+    out
+}
+
+/// The system stacks' files, rendered, except those left out (disabled, or flannel's under
+/// another network provider).
 pub fn system_stacks(
     ctx: &NodeContext,
     disabled: &[String],
@@ -59,10 +77,15 @@ pub fn system_stacks(
             ("CA_BUNDLE", &pem(data.pki_cert(pki_names::CA))?),
         ],
     );
-    let stacks = [("coredns", coredns), ("metrics-server", metrics_server)];
+    let stacks = [
+        ("coredns", coredns),
+        ("metrics-server", metrics_server),
+        (FLANNEL_STACK, FLANNEL.to_owned()),
+    ];
+    let left_out = left_out(ctx, disabled);
     Ok(stacks
         .into_iter()
-        .filter(|(name, _)| !disabled.iter().any(|d| d == name))
+        .filter(|(name, _)| !left_out.iter().any(|d| d == name))
         .map(|(name, contents)| RenderedFile::private(stack_file(ctx, name), contents))
         .collect())
 }
@@ -75,11 +98,13 @@ pub fn stack_file(ctx: &NodeContext, stack: &str) -> PathBuf {
         .join(format!("{stack}.yaml"))
 }
 
-/// Removes the files of the disabled system stacks, so the applier prunes their objects.
+/// Removes the files of the system stacks left out, so the applier prunes their objects.
 pub fn remove_disabled(ctx: &NodeContext, disabled: &[String]) -> Result<(), NodeError> {
+    let left_out = left_out(ctx, disabled);
     for stack in SYSTEM_STACKS
         .iter()
-        .filter(|s| disabled.iter().any(|d| d == *s))
+        .chain([&FLANNEL_STACK])
+        .filter(|s| left_out.iter().any(|d| d == *s))
     {
         let path = stack_file(ctx, stack);
         match std::fs::remove_file(&path) {
@@ -186,12 +211,28 @@ mod tests {
     fn a_disabled_stack_is_not_written() {
         let (_tmp, ctx) = context_with_pki();
         let stacks = system_stacks(&ctx, &["coredns".into()]).unwrap();
-        assert_eq!(stacks.len(), 1);
+        assert_eq!(stacks.len(), 2);
         assert!(
             stacks[0]
                 .path
                 .ends_with("metrics-server/metrics-server.yaml")
         );
+    }
+
+    #[test]
+    fn flannel_s_permissions_go_with_flannel() {
+        let (_tmp, mut ctx) = context_with_pki();
+        let stacks = system_stacks(&ctx, &[]).unwrap();
+        let docs = documents(&stacks[2].contents);
+        let binding = find(&docs, "ClusterRoleBinding");
+        assert_eq!(binding["subjects"][0]["name"], "system:nodes");
+        ctx.config.spec.network.provider = NetworkProvider::Bridge;
+        assert_eq!(system_stacks(&ctx, &[]).unwrap().len(), 2);
+        let path = stack_file(&ctx, FLANNEL_STACK);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, FLANNEL).unwrap();
+        remove_disabled(&ctx, &[]).unwrap();
+        assert!(!path.exists());
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //!
 //! Developers without root or packages get a clear "skipped" line. In CI (`CI` or `K0X_STRICT_TESTS`
 //! set) a missing prerequisite is a failure, so a test tier can never pass by silently skipping.
-//! [`netns`] gives multi-host tests several hosts on one machine; [`pause`] builds the static pause
+//! [`hosts`] gives multi-host tests several hosts on one machine; [`pause`] builds the static pause
 //! binary of k0x's pause image.
 
-pub mod netns;
+mod cgroup;
+pub mod hosts;
 
 pub mod cni;
 pub mod image;
