@@ -12,12 +12,15 @@
 //! - Health never refuses a client: with no backend believed healthy every one is still tried
 //!   ([`pool`] has the order).
 //! - The list of controllers is the caller's to change at any time
-//!   ([`BalancerHandle::set_backends`]).
+//!   ([`BalancerHandle::set_backends`]); [`endpoints::apiservers`] reads it from the cluster's
+//!   `default/kubernetes` EndpointSlices, where every apiserver registers itself.
 
 mod balancer;
+pub mod endpoints;
 mod error;
 pub mod pool;
 
 pub use balancer::{Balancer, BalancerHandle, CHECK_INTERVAL, CONNECT_TIMEOUT};
+pub use endpoints::{EndpointsError, KUBERNETES_ENDPOINT_SLICES, apiservers};
 pub use error::ListenError;
 pub use pool::Health;
