@@ -1,7 +1,9 @@
 //! The few Kubernetes API calls the applier makes (get, server-side apply, delete), over the
 //! workspace's one HTTPS client, as the cluster admin (`pki/admin.conf`'s certificate) with the
-//! cluster CA verified.
+//! cluster CA verified. A worker, which holds no admin credentials, uses the same client with one
+//! of its own kubeconfigs.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
@@ -14,7 +16,7 @@ use serde_json::Value;
 /// What can go wrong talking to the apiserver.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("cannot use the admin credentials {path}: {why}")]
+    #[error("cannot use the credentials of {path}: {why}")]
     Credentials { path: String, why: String },
     #[error("the apiserver is unreachable ({0})")]
     Unreachable(#[from] TransportError),
@@ -35,6 +37,13 @@ impl ApiError {
     }
 }
 
+fn credentials(path: &Path, why: &dyn std::fmt::Display) -> ApiError {
+    ApiError::Credentials {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
+}
+
 /// A client of one apiserver.
 #[derive(Debug)]
 pub struct ApiClient {
@@ -47,12 +56,20 @@ impl ApiClient {
     /// admin kubeconfig.
     pub fn as_admin(data: &DataDir, server: &str) -> Result<Self, ApiError> {
         let path = data.admin_kubeconfig();
-        let bad = |why: String| ApiError::Credentials {
-            path: path.display().to_string(),
-            why,
-        };
-        let text = k0x_pki::admin_kubeconfig(data).map_err(|e| bad(e.to_string()))?;
-        let kubeconfig = Kubeconfig::parse(&path, &text).map_err(|e| bad(e.to_string()))?;
+        let text = k0x_pki::admin_kubeconfig(data).map_err(|e| credentials(&path, &e))?;
+        Self::with_kubeconfig(&path, &text, server)
+    }
+
+    /// A client of `server` with the credentials of the kubeconfig at `path` (one k0x wrote,
+    /// with its certificates inline), such as a worker's kube-proxy kubeconfig.
+    pub fn from_kubeconfig(path: &Path, server: &str) -> Result<Self, ApiError> {
+        let text = std::fs::read_to_string(path).map_err(|e| credentials(path, &e))?;
+        Self::with_kubeconfig(path, &text, server)
+    }
+
+    fn with_kubeconfig(path: &Path, text: &str, server: &str) -> Result<Self, ApiError> {
+        let bad = |why: String| credentials(path, &why);
+        let kubeconfig = Kubeconfig::parse(path, text).map_err(|e| bad(e.to_string()))?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in parse_certs(&kubeconfig.ca_pem).map_err(bad)? {
             roots.add(cert).map_err(|e| bad(e.to_string()))?;
@@ -171,5 +188,36 @@ mod tests {
             label_selector("k0x.io/stack", Some("apps")),
             "?labelSelector=k0x.io%2Fstack%3Dapps"
         );
+    }
+
+    fn written_by_k0x() -> (tempfile::TempDir, DataDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path().join("data"));
+        let mut request = k0x_pki::PkiRequest::from_config(&k0x_config::ClusterConfig::default());
+        request.hostname = "node-1".into();
+        request.node_name = "node-1".into();
+        k0x_pki::ensure_pki(&data, &request).unwrap();
+        (tmp, data)
+    }
+
+    #[test]
+    fn a_kubeconfig_k0x_wrote_gives_a_client_of_the_server_named() {
+        let (_tmp, data) = written_by_k0x();
+        let client =
+            ApiClient::from_kubeconfig(&data.admin_kubeconfig(), "https://127.0.0.1:7443/")
+                .unwrap();
+        assert_eq!(client.server, "https://127.0.0.1:7443");
+    }
+
+    #[test]
+    fn a_missing_or_foreign_kubeconfig_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("missing.conf");
+        let error = ApiClient::from_kubeconfig(&missing, "https://127.0.0.1:7443").unwrap_err();
+        assert!(error.to_string().contains("missing.conf"), "{error}");
+        let foreign = tmp.path().join("foreign.conf");
+        std::fs::write(&foreign, "just: text\n").unwrap();
+        let error = ApiClient::from_kubeconfig(&foreign, "https://127.0.0.1:7443").unwrap_err();
+        assert!(error.to_string().contains("foreign.conf"), "{error}");
     }
 }
