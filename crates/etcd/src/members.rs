@@ -56,7 +56,10 @@ impl Retry {
 /// change. The new member must then be started with `--initial-cluster-state existing` and the
 /// returned `--initial-cluster`.
 ///
-/// If a member with this peer URL already exists (a retried join), it is reused instead.
+/// If a learner with this peer URL already exists (a retried join, or a learner that stopped
+/// before its etcd stored data), it is reused instead: a learner does not vote, so it may start
+/// again with no data. A voter with this peer URL is refused, since it may have acknowledged
+/// writes that its data alone holds.
 pub async fn add_learner(
     client: &Client,
     name: &str,
@@ -78,11 +81,17 @@ async fn add_learner_once(
         .iter()
         .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
     {
+        if !found.is_learner {
+            return Err(EtcdError::VoterExists {
+                id: found.id,
+                peer_url: peer_url.to_owned(),
+            });
+        }
         tracing::info!(
             name,
             peer_url,
             member_id = found.id,
-            "etcd member already present"
+            "etcd learner already present"
         );
         return Ok(LearnerAdded {
             member_id: found.id,
