@@ -32,9 +32,9 @@ pub enum EtcdError {
     #[error("etcd answer to {call} unreadable: {why}")]
     Decode { call: &'static str, why: String },
     #[error(
-        "etcd member {id:x} with peer URL {peer_url} is a voting member: a voter cannot start again without its data; remove it with `k0x etcd leave --peer-url {peer_url}` on another controller, then join again"
+        "etcd member {id:x} with peer URL {peer_url} has run already: it cannot start again without its data; remove it with `k0x etcd leave --peer-url {peer_url}` on another controller, then join again"
     )]
-    VoterExists { id: u64, peer_url: String },
+    MemberRan { id: u64, peer_url: String },
 }
 
 impl EtcdError {
