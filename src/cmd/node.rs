@@ -121,12 +121,11 @@ fn report(name: &str, forgotten: bool, object: &NodeObject) -> anyhow::Result<Ve
              `k0x kubectl get nodes`"
         ),
         NodeObject::Unknown(why) if forgotten => lines.push(format!(
-            "Node {name} not deleted: the Kubernetes API did not answer ({why}); delete it later \
-             with `k0x kubectl delete node {name}`"
+            "Node {name} not deleted: {why}; delete it later with `k0x kubectl delete node {name}`"
         )),
         NodeObject::Unknown(why) => anyhow::bail!(
-            "no node {name} in the join store, and the Kubernetes API did not answer ({why}); \
-             check the name with `k0x kubectl get nodes`"
+            "no node {name} in the join store, and no answer about its Node: {why}; check the \
+             name with `k0x kubectl get nodes`"
         ),
     }
     Ok(lines)
@@ -166,6 +165,6 @@ mod tests {
         let err = report("wrk-9", false, &NodeObject::Absent).unwrap_err();
         assert!(err.to_string().starts_with("no node wrk-9: "), "{err}");
         let err = report("wrk-9", false, &NodeObject::Unknown("down".into())).unwrap_err();
-        assert!(err.to_string().contains("did not answer (down)"), "{err}");
+        assert!(err.to_string().contains("its Node: down; "), "{err}");
     }
 }
