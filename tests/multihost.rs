@@ -579,3 +579,153 @@ fn wrong_and_garbled_tokens_are_refused() {
 
     shut_down(&mut [&mut controller]);
 }
+
+/// True once etcd on `node` has written its write-ahead log.
+fn has_etcd_wal(node: &Node) -> bool {
+    fs::read_dir(node.data().etcd().join("member").join("wal")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+    })
+}
+
+/// Controllers that stopped after their learner-add: without a token they stay learners (with
+/// etcd data) or refuse to start (without), and never form a cluster of their own; with the token
+/// they become voters as the same members.
+#[test]
+fn controllers_stopped_before_their_promotion_recover() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !prerequisites("controllers_stopped_before_their_promotion_recover") {
+        return;
+    }
+    let network = Network::create(&["ctl-1", "ctl-2", "ctl-3"]).unwrap();
+    let [first_host, second_host, third_host] = network.hosts() else {
+        unreachable!()
+    };
+    let mut first = Node::new(first_host, CONTROLLER_BINS);
+    first.start(&["server"]);
+    first.wait_ready(&["etcd"]);
+    let token = first.create_token("controller");
+    let learner_added = |node: &Node| {
+        let log = fs::read_to_string(node.log()).unwrap_or_default();
+        log.contains("etcd starts as a learner").then_some(())
+    };
+
+    // ctl-2's etcd never runs: its binary is missing on the first start.
+    let mut second = Node::new(second_host, &[]);
+    let file = second.token_file(&token);
+    let file = file.to_str().unwrap();
+    second.start(&["server", "--token-file", file]);
+    second.wait_for("the learner-add", learner_added);
+    assert!(second.stop().is_empty());
+    assert!(!has_etcd_wal(&second));
+    assert_eq!(members(&first), Some((1, 1)));
+    let record = second.data().etc().join("etcd-learner.json");
+    assert!(record.is_file(), "no learner record");
+    let etcd = k0x_testkit::find_binary("etcd").unwrap();
+    fs::copy(&etcd, second.data().bin().join("etcd")).unwrap();
+    // Without etcd data and without a token: refused, not a new cluster.
+    let refused = second.k0x(&["server"]);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("stopped before it stored any data") && last.contains("--token-file"),
+        "{stderr}"
+    );
+    assert!(!has_etcd_wal(&second), "a refused start ran etcd");
+    // With the token: it joins again as the same member and is promoted.
+    second.start(&["server", "--token-file", file]);
+    first.wait_for("2 voters", |node| {
+        members(node).filter(|(voters, learners)| (*voters, *learners) == (2, 0))
+    });
+    second.wait_for("the learner record dropped", |_| {
+        (!record.exists()).then_some(())
+    });
+
+    // ctl-3 is killed as soon as its etcd has data, before the promotion (which waits a second,
+    // then for the catch-up).
+    let mut third = Node::new(third_host, CONTROLLER_BINS);
+    let file = third.token_file(&token);
+    let file = file.to_str().unwrap();
+    third.start(&["server", "--token-file", file]);
+    third.wait_for("etcd data", |node| has_etcd_wal(node).then_some(()));
+    third.kill_hard();
+    assert!(third.wait_children_gone().is_empty());
+    assert_eq!(
+        members(&first),
+        Some((2, 1)),
+        "ctl-3 was promoted before it was killed: the test shows nothing"
+    );
+    // With etcd data and no token: it restarts as the learner and says what it needs.
+    third.start(&["server"]);
+    third.wait_for("the learner's complaint", |node| {
+        let log = fs::read_to_string(node.log()).unwrap_or_default();
+        log.contains("this start has no token").then_some(())
+    });
+    assert!(third.stop().is_empty());
+    assert_eq!(members(&first), Some((2, 1)));
+    // With the token it asks for its promotion again.
+    third.start(&["server", "--token-file", file]);
+    first.wait_for("3 voters", |node| {
+        members(node).filter(|(voters, learners)| (*voters, *learners) == (3, 0))
+    });
+    let log = fs::read_to_string(third.log()).unwrap();
+    assert!(
+        log.contains("asking for its promotion again"),
+        "{}",
+        third.log_tail()
+    );
+    shut_down(&mut [&mut third, &mut second, &mut first]);
+}
+
+/// A reinstalled worker (a new key under its old name) is refused until `k0x node forget`, and
+/// joins after it; controllers and unknown names are refused with one line.
+#[test]
+fn a_forgotten_worker_joins_again_under_its_name() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !prerequisites("a_forgotten_worker_joins_again_under_its_name") {
+        return;
+    }
+    let network = Network::create(&["ctl-1", "wrk-1"]).unwrap();
+    let [ctl_host, wrk_host] = network.hosts() else {
+        unreachable!()
+    };
+    let mut controller = Node::new(ctl_host, CONTROLLER_BINS);
+    controller.start(&["server"]);
+    controller.wait_ready(&["etcd"]);
+    let token = controller.create_token("worker");
+
+    let mut old = Node::new(wrk_host, WORKER_BINS);
+    let file = old.token_file(&token);
+    old.start(&["worker", "--token-file", file.to_str().unwrap()]);
+    old.wait_ready(&["containerd"]);
+    assert!(old.stop().is_empty());
+
+    let mut reinstalled = Node::new(wrk_host, WORKER_BINS);
+    let file = reinstalled.token_file(&token);
+    let file = file.to_str().unwrap();
+    let refused = reinstalled.k0x(&["worker", "--token-file", file]);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("node name wrk-1 already joined with a different key"),
+        "{stderr}"
+    );
+
+    let line = one_line_error(&controller.k0x(&["node", "forget", "ctl-1"]));
+    assert!(line.contains("`k0x etcd leave`"), "{line}");
+    let line = one_line_error(&controller.k0x(&["node", "forget", "wrk-9"]));
+    assert!(line.contains("no node wrk-9 in the join store"), "{line}");
+    // No apiserver runs here: the record goes, the Node object is left for later.
+    let done = controller.k0x_ok(&["node", "forget", "wrk-1"]);
+    assert!(
+        done.contains("forgot node wrk-1 in the join store")
+            && done.contains("`k0x kubectl delete node wrk-1`"),
+        "{done}"
+    );
+
+    reinstalled.start(&["worker", "--token-file", file]);
+    reinstalled.wait_ready(&["containerd"]);
+    shut_down(&mut [&mut reinstalled, &mut controller]);
+}

@@ -9,10 +9,13 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 
+/// The local etcd member's client URL, where admin commands find etcd by default.
+pub const LOCAL_ENDPOINT: &str = "https://127.0.0.1:2379";
+
 #[derive(Debug, Args)]
 pub struct EtcdArgs {
     /// Client URL of the local etcd member.
-    #[arg(long, global = true, default_value = "https://127.0.0.1:2379")]
+    #[arg(long, global = true, default_value = LOCAL_ENDPOINT)]
     endpoint: String,
     #[command(subcommand)]
     command: EtcdCommand,
@@ -70,7 +73,8 @@ pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
     })
 }
 
-fn local_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
+/// A client of the etcd at `endpoint` with k0x's own etcd client certificate.
+pub fn local_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
     let tls = ClientTls::from_files(
         &data.pki_cert(pki_names::ETCD_CA),
         &data.pki_cert(pki_names::ETCD_K0X_CLIENT),

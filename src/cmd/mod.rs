@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod install;
 pub mod kubeconfig;
 pub mod kubectl;
+pub mod node;
 pub mod pki;
 pub mod reset;
 pub mod server;
@@ -47,6 +48,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// List the controllers' etcd members, or remove one.
     Etcd(etcd::EtcdArgs),
+    /// Forget a worker so that a reinstalled host can join again under its name.
+    Node(node::NodeArgs),
     /// Install the k0x service unit (systemd or OpenRC); does not start it.
     Install(install::InstallArgs),
     /// Start the installed k0x service.
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki(args) => pki::run(global, &args),
         Command::Token(args) => token::run(global, &args),
         Command::Etcd(args) => etcd::run(global, &args),
+        Command::Node(args) => node::run(global, &args),
         Command::Install(args) => install::run(global, &args),
         Command::Start => service::run_action(k0x_host::service::Action::Start),
         Command::Stop(args) => service::stop(global, &args),

@@ -31,6 +31,10 @@ pub enum EtcdError {
     },
     #[error("etcd answer to {call} unreadable: {why}")]
     Decode { call: &'static str, why: String },
+    #[error(
+        "etcd member {id:x} with peer URL {peer_url} has run already: it cannot start again without its data; remove it with `k0x etcd leave --peer-url {peer_url}` on another controller, then join again"
+    )]
+    MemberRan { id: u64, peer_url: String },
 }
 
 impl EtcdError {

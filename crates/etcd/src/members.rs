@@ -56,7 +56,10 @@ impl Retry {
 /// change. The new member must then be started with `--initial-cluster-state existing` and the
 /// returned `--initial-cluster`.
 ///
-/// If a member with this peer URL already exists (a retried join), it is reused instead.
+/// If a learner with this peer URL was added but never started (a retried join, or a node that
+/// stopped before its etcd ran), it is reused instead. A member that has run is refused: the
+/// leader remembers how far its log went, and an etcd started again under its id with no data
+/// panics on the first heartbeat.
 pub async fn add_learner(
     client: &Client,
     name: &str,
@@ -78,11 +81,17 @@ async fn add_learner_once(
         .iter()
         .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
     {
+        if !found.is_learner || !found.name.is_empty() {
+            return Err(EtcdError::MemberRan {
+                id: found.id,
+                peer_url: peer_url.to_owned(),
+            });
+        }
         tracing::info!(
             name,
             peer_url,
             member_id = found.id,
-            "etcd member already present"
+            "etcd learner added before, never started"
         );
         return Ok(LearnerAdded {
             member_id: found.id,

@@ -139,6 +139,11 @@ async fn learner_joins_and_is_promoted() {
     let listed = client.member_list().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|m| !m.is_learner), "{listed:?}");
+    // Once it has run, its peer URL is no longer handed out again.
+    let err = members::add_learner(&client, "m2", &peer_url, Retry::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EtcdError::MemberRan { .. }), "{err}");
 
     // Both members now serve writes and reads of each other.
     let both = Client::new(

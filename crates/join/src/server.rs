@@ -522,9 +522,13 @@ async fn promote_etcd_member(
     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
 }
 
-/// Transient etcd states become 409 (the client retries); anything else is a gateway error.
+/// Transient etcd states become 409 (the client retries), as does a peer URL a member that ran
+/// holds;
+/// anything else is a gateway error.
 fn etcd_refusal(err: &k0x_etcd::EtcdError) -> Refusal {
-    if members::is_not_ready(err) {
+    if let k0x_etcd::EtcdError::MemberRan { .. } = err {
+        Refusal::new(StatusCode::CONFLICT, err.to_string())
+    } else if members::is_not_ready(err) {
         Refusal::new(
             StatusCode::CONFLICT,
             format!("etcd is not ready yet: {err}"),

@@ -33,7 +33,7 @@ mod plan;
 mod record;
 mod scan;
 
-pub use api::{ApiClient, ApiError};
+pub use api::{ApiClient, ApiError, segment};
 pub use applier::{Applier, FIELD_MANAGER, POLL_INTERVAL};
 pub use plan::STACK_LABEL;
 pub use record::{RECORD_LABEL, RECORD_NAMESPACE};
