@@ -12,6 +12,7 @@
 //! join or a bad component setting must not leave 150 MiB of binaries behind.
 
 pub mod admin;
+mod balancer;
 mod controller_join;
 mod join;
 mod plan;
@@ -143,6 +144,11 @@ fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> 
     if role.worker {
         options.ports.extend(sysinfo::WORKER_PORTS);
     }
+    if !role.controller {
+        options
+            .ports
+            .push((balancer::PORT, "node-local API load balancer"));
+    }
     let report = sysinfo::prepare_for_start(&sysinfo::RealHost, &options, server.host_fixes)?;
     for check in report
         .checks
@@ -219,6 +225,9 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let admin_task = admin::AdminRouter::new(status, tokens).serve(&run, stopped())?;
 
     let applier = start_manifests(&plan, supervisor.subscribe(), stopped());
+    if !plan.role.controller {
+        balancer::start(&plan.ctx.data, stopped()).await?;
+    }
     let mut signals = StopSignals::watch()?;
     let started = tokio::select! {
         result = start_components(&mut supervisor, &plan, &stopped) => Some(result),

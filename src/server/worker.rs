@@ -12,6 +12,8 @@ use k0x_join::material::{self, WorkerFiles};
 use k0x_join::{JoinClient, Token};
 use k0x_node::NodeFacts;
 
+use super::balancer;
+
 /// Joins with `token` unless this data dir already holds a join's material; returns the cluster
 /// settings and writes the kubelet's kubeconfig.
 pub fn ensure_joined(
@@ -78,6 +80,7 @@ pub fn apply_settings(mut config: ClusterConfig, settings: &WorkerSettings) -> C
     config
 }
 
+/// The kubelet's kubeconfig, and kube-proxy's pointed at the node-local load balancer like it.
 fn write_kubelet_kubeconfig(
     data: &DataDir,
     files: &WorkerFiles,
@@ -87,13 +90,13 @@ fn write_kubelet_kubeconfig(
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     };
-    let server = settings
-        .api_servers
-        .first()
-        .context("the controller sent no API server address; join again with a new token")?;
+    anyhow::ensure!(
+        !settings.api_servers.is_empty(),
+        "the controller sent no API server address; join again with a new token"
+    );
     let kubeconfig = k0x_pki::Kubeconfig {
         cluster_name: material::CLUSTER_NAME.to_owned(),
-        server: server.clone(),
+        server: balancer::server_url(),
         ca_pem: read(&files.ca_cert)?,
         user_name: format!("system:node:{node_name}"),
         client_cert_pem: read(&files.client_cert)?,
@@ -101,5 +104,9 @@ fn write_kubelet_kubeconfig(
     };
     let path = data.kubeconfig(pki_names::KUBELET);
     k0x_pki::write_atomic(&path, kubeconfig.render().as_bytes(), 0o600)?;
+    let path = &files.kube_proxy_kubeconfig;
+    let mut kube_proxy = k0x_pki::Kubeconfig::parse(path, &read(path)?)?;
+    kube_proxy.server = balancer::server_url();
+    k0x_pki::write_atomic(path, kube_proxy.render().as_bytes(), 0o600)?;
     Ok(())
 }
