@@ -44,10 +44,7 @@ pub async fn start(
     let handle = balancer.handle();
     let kubeconfig = data.kubeconfig(pki_names::KUBE_PROXY);
     let client = ApiClient::from_kubeconfig(&kubeconfig, &server_url())?;
-    tracing::info!(
-        "API load balancer on {listen} over {:?}",
-        handle.backends()
-    );
+    tracing::info!("API load balancer on {listen} over {:?}", handle.backends());
     tokio::spawn(async move {
         tokio::select! {
             () = balancer.run() => {}

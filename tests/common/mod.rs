@@ -97,12 +97,7 @@ impl Node {
         if !k0x_testkit::require_root(test) {
             return None;
         }
-        let wanted: Vec<&str> = STAGED_BINARIES
-            .iter()
-            .copied()
-            .chain(["etcdctl", "host-local"])
-            .collect();
-        let found = k0x_testkit::require_binaries(test, &wanted)?;
+        k0x_testkit::require_binaries(test, &["etcdctl"])?;
         let fixed_ports = k0x_testkit::lock_fixed_ports();
         let tmp = tempfile::Builder::new()
             .prefix("k0x-server-")
@@ -110,15 +105,8 @@ impl Node {
             .unwrap();
         let root = tmp.path().to_path_buf();
         let data = root.join("data");
-        let bin = data.join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        for (name, path) in STAGED_BINARIES.iter().zip(&found) {
-            fs::copy(path, bin.join(name)).unwrap();
-        }
-        let cni_dir = found.last().unwrap().parent().unwrap();
-        for plugin in CNI_PLUGINS {
-            fs::copy(cni_dir.join(plugin), bin.join(plugin))
-                .unwrap_or_else(|e| panic!("CNI plugin {plugin} in {}: {e}", cni_dir.display()));
+        if !stage_base(&data.join("bin"), test) {
+            return None;
         }
         let node = Self {
             data,
@@ -134,26 +122,9 @@ impl Node {
         Some(node)
     }
 
-    /// Stages the Kubernetes components and k0x's static pause program (built below
-    /// `target_tmp`, the test's `CARGO_TARGET_TMPDIR`), as the payload will; false when the test
-    /// must be skipped (a failure in strict mode).
+    /// [`stage_kubernetes`] into this node's bin dir.
     pub fn stage_kubernetes(&mut self, test: &str, target_tmp: &Path) -> bool {
-        // ctr: k0x imports images with it; coredns and metrics-server: k0x builds the images of
-        // the system stacks from them; flannel: the default pod network.
-        let names: Vec<&str> = KUBE_COMPONENTS
-            .iter()
-            .copied()
-            .chain(["ctr", "coredns", "metrics-server", "flannel"])
-            .collect();
-        let Some(found) = k0x_testkit::require_binaries(test, &names) else {
-            return false;
-        };
-        for (name, path) in names.iter().zip(&found) {
-            fs::copy(path, self.bin().join(name)).unwrap();
-        }
-        let pause = k0x_testkit::pause::static_pause(target_tmp);
-        fs::copy(pause, self.bin().join("pause")).unwrap();
-        true
+        stage_kubernetes(&self.bin(), test, target_tmp)
     }
 
     /// The default configuration from `k0x config create`, moved to this node's ports.
@@ -555,6 +526,51 @@ pub fn stderr(out: &Output) -> String {
 /// A command's standard output, trimmed.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Stages [`STAGED_BINARIES`] and the [`CNI_PLUGINS`] into `bin`; false when the test must be
+/// skipped (a failure in strict mode).
+pub fn stage_base(bin: &Path, test: &str) -> bool {
+    let wanted: Vec<&str> = STAGED_BINARIES
+        .iter()
+        .copied()
+        .chain(["host-local"])
+        .collect();
+    let Some(found) = k0x_testkit::require_binaries(test, &wanted) else {
+        return false;
+    };
+    fs::create_dir_all(bin).unwrap();
+    for (name, path) in STAGED_BINARIES.iter().zip(&found) {
+        fs::copy(path, bin.join(name)).unwrap();
+    }
+    let cni_dir = found.last().unwrap().parent().unwrap();
+    for plugin in CNI_PLUGINS {
+        fs::copy(cni_dir.join(plugin), bin.join(plugin))
+            .unwrap_or_else(|e| panic!("CNI plugin {plugin} in {}: {e}", cni_dir.display()));
+    }
+    true
+}
+
+/// Stages the Kubernetes components and k0x's static pause program (built below `target_tmp`,
+/// the test's `CARGO_TARGET_TMPDIR`) into `bin`, as the payload will; false when the test must
+/// be skipped (a failure in strict mode).
+pub fn stage_kubernetes(bin: &Path, test: &str, target_tmp: &Path) -> bool {
+    // ctr: k0x imports images with it; coredns and metrics-server: k0x builds the images of
+    // the system stacks from them; flannel: the default pod network.
+    let names: Vec<&str> = KUBE_COMPONENTS
+        .iter()
+        .copied()
+        .chain(["ctr", "coredns", "metrics-server", "flannel"])
+        .collect();
+    let Some(found) = k0x_testkit::require_binaries(test, &names) else {
+        return false;
+    };
+    for (name, path) in names.iter().zip(&found) {
+        fs::copy(path, bin.join(name)).unwrap();
+    }
+    let pause = k0x_testkit::pause::static_pause(target_tmp);
+    fs::copy(pause, bin.join("pause")).unwrap();
+    true
 }
 
 /// The components of a controller+worker with Kubernetes staged, in start order.

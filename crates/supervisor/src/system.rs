@@ -285,11 +285,16 @@ impl ProcessTable for ProcFs {
         Ok(pids)
     }
 
+    /// A marker names a data dir by its path, which means something only inside one mount
+    /// namespace: a process of another (a second host on the machine, with its own
+    /// `/var/lib/k0x`) is never ours.
     fn carries_marker(&self, pid: Pid, marker: &[u8]) -> bool {
         let mut environ = Vec::new();
         let read = std::fs::File::open(format!("/proc/{pid}/environ"))
             .and_then(|mut file| file.read_to_end(&mut environ));
-        read.is_ok() && environ.split(|b| *b == 0).any(|entry| entry == marker)
+        read.is_ok()
+            && environ.split(|b| *b == 0).any(|entry| entry == marker)
+            && same_mount_namespace(pid)
     }
 
     fn signal_if_marked(&self, pid: Pid, marker: &[u8], signal: Signal) -> io::Result<bool> {
@@ -311,6 +316,11 @@ impl ProcessTable for ProcFs {
     fn executable(&self, pid: Pid) -> Option<std::path::PathBuf> {
         std::fs::read_link(format!("/proc/{pid}/exe")).ok()
     }
+}
+
+fn same_mount_namespace(pid: Pid) -> bool {
+    let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    namespace(&pid.to_string()).is_some_and(|theirs| namespace("self") == Some(theirs))
 }
 
 /// The parent pid of a live process from /proc/PID/stat (state and ppid follow the command

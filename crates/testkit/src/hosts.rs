@@ -75,7 +75,9 @@ impl Network {
             bridge_netns: format!("{base}-br"),
             hosts: Vec::new(),
             created: Vec::new(),
-            scratch: tempfile::Builder::new().prefix(&format!("{base}-")).tempdir()?,
+            scratch: tempfile::Builder::new()
+                .prefix(&format!("{base}-"))
+                .tempdir()?,
         };
         network.add_netns(&network.bridge_netns.clone())?;
         let bridge = network.bridge_netns.clone();
@@ -164,7 +166,8 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$root/etc,workdir=$root/etc-
 "#;
 
 /// Joins the host's cgroup (`sh -c SCRIPT sh PROCS... -- PROGRAM ARGS...`), then runs the program.
-const JOIN_CGROUP: &str = r#"while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@""#;
+const JOIN_CGROUP: &str =
+    r#"while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@""#;
 
 impl Host {
     /// The host's scratch dir: its `var/lib`, `var/log`, `run` and `etc` (the changes to `/etc`
@@ -192,7 +195,9 @@ impl Host {
     /// The scratch dirs and the mount and UTS namespaces, kept by bind mounts of their files
     /// (as `ip netns` keeps network namespaces) on a private mount of the `ns` dir.
     fn make_namespaces(&self) -> io::Result<()> {
-        for dir in ["ns", "cgroup", "var/lib", "var/log", "run", "etc", "etc-work"] {
+        for dir in [
+            "ns", "cgroup", "var/lib", "var/log", "run", "etc", "etc-work",
+        ] {
             std::fs::create_dir_all(self.root.join(dir))?;
         }
         let ns = self.root.join("ns");
@@ -336,16 +341,28 @@ mod tests {
         // Private /var/lib, /run and /etc, seen by the machine below the host's root.
         let write = "echo a > /var/lib/mark && echo a > /run/mark && mkdir -p /etc/k0x && echo a > /etc/k0x/mark";
         assert!(a.output("sh", &["-c", write]).status.success());
-        assert_eq!(std::fs::read_to_string(a.path("/var/lib/mark")).unwrap(), "a\n");
-        assert_eq!(std::fs::read_to_string(a.path("/etc/k0x/mark")).unwrap(), "a\n");
+        assert_eq!(
+            std::fs::read_to_string(a.path("/var/lib/mark")).unwrap(),
+            "a\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(a.path("/etc/k0x/mark")).unwrap(),
+            "a\n"
+        );
         assert!(!Path::new("/etc/k0x/mark").exists());
         let seen = b.output("sh", &["-c", "cat /var/lib/mark /run/mark /etc/k0x/mark"]);
         assert!(!seen.status.success(), "beta sees alpha's files");
         // /sys shows the host's own devices; the cgroup hierarchies are still there.
         let devices = stdout(&a.output("ls", &["/sys/class/net"]));
-        assert_eq!(devices.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
+        assert_eq!(
+            devices.split_whitespace().collect::<Vec<_>>(),
+            ["eth0", "lo"]
+        );
         let cgroup = stdout(&a.output("cat", &["/proc/self/cgroup"]));
-        assert!(cgroup.contains(&format!("{}/host", a.cgroup_root())), "{cgroup}");
+        assert!(
+            cgroup.contains(&format!("{}/host", a.cgroup_root())),
+            "{cgroup}"
+        );
         let names: Vec<String> = network.created.clone();
         let (root, cgroup_root) = (a.root().to_path_buf(), a.cgroup_root());
         assert_eq!(names.len(), 3);
@@ -367,7 +384,11 @@ mod tests {
         assert!(!root.exists());
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(&root.display().to_string()));
-        assert!(!Path::new("/sys/fs/cgroup/pids").join(&cgroup_root[1..]).exists());
+        assert!(
+            !Path::new("/sys/fs/cgroup/pids")
+                .join(&cgroup_root[1..])
+                .exists()
+        );
         let status = sleeper.try_wait().unwrap().expect("the sleeper was killed");
         assert!(!status.success());
     }
