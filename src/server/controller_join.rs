@@ -169,7 +169,7 @@ fn join(
     let data = &ctx.data;
     let client = JoinClient::new(token);
     let join = runtime
-        .block_on(client.join_controller())
+        .block_on(super::join::while_unreachable(|| client.join_controller()))
         .context("joining the cluster as a controller failed")?;
     material::write_controller_files(data, &join)
         .with_context(|| format!("cannot store the cluster's CAs in {}", data.pki().display()))?;

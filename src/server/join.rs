@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use k0x_config::{DataDir, pki_names, url_host};
@@ -10,7 +11,7 @@ use k0x_etcd::{Client, ClientTls};
 use k0x_join::admin::TokenAdmin;
 use k0x_join::api::WorkerSettings;
 use k0x_join::ratelimit::RateLimit;
-use k0x_join::{JoinServer, JoinServerConfig, TokenStore};
+use k0x_join::{JoinError, JoinServer, JoinServerConfig, TokenStore};
 use tokio::net::TcpListener;
 
 use super::Plan;
@@ -105,4 +106,27 @@ pub fn etcd_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
 
 fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// How long a first start keeps trying a join API that does not answer: the controller may still
+/// be starting (its join API serves once its components are ready).
+const JOIN_PATIENCE: Duration = Duration::from_secs(300);
+const JOIN_RETRY: Duration = Duration::from_secs(5);
+
+/// `attempt`, again every few seconds while the join API is unreachable, up to [`JOIN_PATIENCE`].
+pub async fn while_unreachable<T, F: Future<Output = Result<T, JoinError>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, JoinError> {
+    let started = Instant::now();
+    loop {
+        match attempt().await {
+            Err(err @ JoinError::Unreachable { .. }) if started.elapsed() < JOIN_PATIENCE => {
+                tracing::warn!(
+                    "{err}; trying again in {JOIN_RETRY:?} (for up to {JOIN_PATIENCE:?})"
+                );
+                tokio::time::sleep(JOIN_RETRY).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -5,13 +5,11 @@
 //! The join goes out from the node's own address: the controller names the address a join comes
 //! from in the kubelet's serving certificate, and the apiserver reaches the kubelet there.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Context;
 use k0x_config::{ClusterConfig, DataDir, pki_names};
 use k0x_join::api::WorkerSettings;
 use k0x_join::material::{self, WorkerFiles};
-use k0x_join::{JoinClient, JoinError, Token};
+use k0x_join::{JoinClient, Token};
 use k0x_node::NodeFacts;
 
 use super::balancer;
@@ -31,11 +29,13 @@ pub fn ensure_joined(
         let client = JoinClient::new(token).with_local_addr(node.address);
         let join = match std::fs::read_to_string(&files.client_key) {
             // Joined before, with fewer identities than this k0x needs: keep the name's key.
-            Ok(key) => {
-                runtime.block_on(while_unreachable(|| client.rejoin_worker(node_name, &key)))
-            }
+            Ok(key) => runtime.block_on(super::join::while_unreachable(|| {
+                client.rejoin_worker(node_name, &key)
+            })),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                runtime.block_on(while_unreachable(|| client.join_worker(node_name)))
+                runtime.block_on(super::join::while_unreachable(|| {
+                    client.join_worker(node_name)
+                }))
             }
             Err(err) => {
                 return Err(err)
@@ -64,29 +64,6 @@ pub fn ensure_joined(
     })?;
     write_kubelet_kubeconfig(data, &files, &settings, node_name)?;
     Ok(settings)
-}
-
-/// How long a first start keeps trying a join API that does not answer: the controller may still
-/// be starting (its join API serves once its components are ready).
-const JOIN_PATIENCE: Duration = Duration::from_secs(300);
-const JOIN_RETRY: Duration = Duration::from_secs(5);
-
-/// `attempt`, again every few seconds while the join API is unreachable, up to [`JOIN_PATIENCE`].
-async fn while_unreachable<T, F: Future<Output = Result<T, JoinError>>>(
-    mut attempt: impl FnMut() -> F,
-) -> Result<T, JoinError> {
-    let started = Instant::now();
-    loop {
-        match attempt().await {
-            Err(err @ JoinError::Unreachable { .. }) if started.elapsed() < JOIN_PATIENCE => {
-                tracing::warn!(
-                    "{err}; trying again in {JOIN_RETRY:?} (for up to {JOIN_PATIENCE:?})"
-                );
-                tokio::time::sleep(JOIN_RETRY).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// The worker's view of the cluster configuration: its own file, with the network and images the
