@@ -419,17 +419,18 @@ fn three_controllers_keep_the_cluster_when_one_is_killed() {
         output.status.success().then(|| stdout(&output))
     })
     .unwrap_or_else(|| panic!("no controller token: {}", first.log_tail()));
-    for controller in [&mut *second, &mut *third] {
+    // One at a time: etcd takes one learner at a time.
+    for (controller, voting) in [(&mut *second, 2), (&mut *third, 3)] {
         let file = controller.token_file(&token);
         controller.start(&["server", "--token-file", file]);
+        let joined = wait_for(|| (voters(first) == voting).then_some(()));
+        assert!(
+            joined.is_some(),
+            "{} never became a voter:\n{}",
+            controller.host.hostname,
+            controller.log_tail()
+        );
     }
-    let joined = wait_for(|| (voters(first) == 3).then_some(()));
-    assert!(
-        joined.is_some(),
-        "three voters never formed:\n{}\n{}",
-        second.log_tail(),
-        third.log_tail()
-    );
     let token = worker_token(first);
     let file = worker.token_file(&token);
     worker.start(&["worker", "--token-file", file]);
@@ -450,14 +451,14 @@ fn three_controllers_keep_the_cluster_when_one_is_killed() {
         deployment_available(first, "before"),
         "the first Deployment never became Available"
     );
-    let pod_before = stdout(&second.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=before",
-        "-o",
-        "jsonpath={.items[0].status.containerStatuses[0].containerID}",
-    ]));
+    let container = |via: &ClusterNode| {
+        let jsonpath = "jsonpath={.items[0].status.containerStatuses[0].containerID}";
+        wait_for(|| {
+            let id = stdout(&via.kubectl(&["get", "pods", "-l", "app=before", "-o", jsonpath]));
+            (!id.is_empty()).then_some(id)
+        })
+    };
+    let pod_before = container(first).expect("the Deployment's pod has a container");
 
     kill_hard(first);
     // The others keep serving kubectl, the worker stays Ready, its pod keeps running, and a new
@@ -484,14 +485,7 @@ fn three_controllers_keep_the_cluster_when_one_is_killed() {
         deployment_available(third, "after"),
         "a Deployment after the loss never became Available"
     );
-    let pod_after = stdout(&third.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=before",
-        "-o",
-        "jsonpath={.items[0].status.containerStatuses[0].containerID}",
-    ]));
+    let pod_after = container(third).expect("the Deployment's pod is still listed");
     assert_eq!(pod_before, pod_after, "the running pod was replaced");
 
     // The killed controller comes back as the member it was.
