@@ -317,7 +317,7 @@ mod tests {
     use super::*;
 
     fn netns_exists(name: &str) -> bool {
-        std::path::Path::new("/run/netns").join(name).exists()
+        Path::new("/run/netns").join(name).exists()
     }
 
     fn stdout(output: &Output) -> String {
