@@ -1,6 +1,6 @@
-//! Real multi-node clusters: every host a testkit host (its own network, mount and UTS
-//! namespaces, /var/lib, /run, /etc and cgroup subtree), running k0x with its default paths and
-//! the components built from source: Kubernetes, etcd, containerd, runc, flannel, CoreDNS.
+//! Real multi-node clusters ([`common::cluster`]): every host a testkit host running k0x with
+//! its default paths and the components built from source: Kubernetes, etcd, containerd, runc,
+//! flannel, CoreDNS.
 //!
 //! One cluster at a time, holding the machine-wide lock of the real-Kubernetes tests: each runs
 //! several apiservers and kubelets on a machine that may have two cores.
@@ -8,236 +8,14 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cluster::{
+    ClusterNode, apply, deployment_available, http_from, kill_hard, ready_nodes, running_pod,
+    server_pod, voters, wait_for, wait_nodes_ready, worker_token,
+};
 use common::{K0X, stderr, stdout};
 use k0x_testkit::hosts::{Host, Network};
-
-/// How long a cluster may take for a step (a controller up, a node Ready, a pod Running) on a
-/// loaded machine. Only a bound on waiting, never a measured result.
-const PATIENCE: Duration = Duration::from_secs(300);
-
-/// The image the test pods run, imported from each worker's `<data-dir>/images/`.
-const IMAGE: &str = "k0x.test/busybox:cluster";
-/// Where the server pods answer.
-const HTTP_PORT: u16 = 8080;
-
-/// One k0x on one test host, with the default data dir (`/var/lib/k0x` of the host).
-struct ClusterNode {
-    host: Host,
-    child: Option<Child>,
-}
-
-impl ClusterNode {
-    /// A node with every component staged, the busybox image among its archives, and a
-    /// configuration whose kubelet puts pods below the host's cgroup.
-    fn new(host: &Host, test: &str, busybox: &Path) -> Option<Self> {
-        let node = Self {
-            host: host.clone(),
-            child: None,
-        };
-        let data = node.host.path("/var/lib/k0x");
-        let bin = data.join("bin");
-        if !common::stage_base(&bin, test)
-            || !common::stage_kubernetes(&bin, test, Path::new(env!("CARGO_TARGET_TMPDIR")))
-        {
-            return None;
-        }
-        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
-        let images = data.join("images");
-        fs::create_dir_all(&images).unwrap();
-        k0x_testkit::image::busybox_image(busybox, IMAGE, &images.join("busybox.tar")).unwrap();
-        node.write_config();
-        Some(node)
-    }
-
-    /// `k0x config create`, with a default worker profile: the host's cgroup as the kubelet's
-    /// root, and eviction thresholds a test machine's disk meets.
-    fn write_config(&self) {
-        let default = self.run(K0X, &["config", "create"]);
-        assert!(default.status.success(), "{}", stderr(&default));
-        let profile = format!(
-            "  workerProfiles:\n  - name: default\n    values:\n      cgroupRoot: {}\n      \
-             evictionHard: {{\"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}}\n",
-            self.host.cgroup_root()
-        );
-        let text = stdout(&default).replace("  workerProfiles: []", profile.trim_end());
-        let path = self.host.path("/etc/k0x/k0x.yaml");
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text + "\n").unwrap();
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.host.root().join("k0x.log")
-    }
-
-    /// Starts `k0x ARGS` on the host, its output in the host's log.
-    fn start(&mut self, args: &[&str]) {
-        let log = fs::File::create(self.log_path()).unwrap();
-        let child = self
-            .host
-            .command(K0X)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// Runs `program ARGS` on the host to completion.
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.host.output(program, args)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let mut all = vec!["kubectl"];
-        all.extend(args);
-        self.run(K0X, &all)
-    }
-
-    /// The last lines of the host's log, for failure messages.
-    fn log_tail(&self) -> String {
-        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        format!(
-            "--- {} ---\n{}",
-            self.host.hostname,
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-
-    /// Writes `token` where only root reads it and returns its path on the host.
-    fn token_file(&self, token: &str) -> &'static str {
-        let path = self.host.path("/etc/k0x/join.token");
-        fs::write(&path, token).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        "/etc/k0x/join.token"
-    }
-}
-
-impl Drop for ClusterNode {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Containers outlive a stop by design; reset ends them and cleans the host.
-        let _ = self.run(K0X, &["reset"]);
-    }
-}
-
-/// Polls `check` until it gives a value, at most [`PATIENCE`].
-fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    None
-}
-
-/// The node names whose Ready condition is True.
-fn ready_nodes(controller: &ClusterNode) -> Vec<String> {
-    let jsonpath = "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}";
-    stdout(&controller.kubectl(&["get", "nodes", "-o", jsonpath]))
-        .lines()
-        .filter_map(|line| line.strip_suffix("=True"))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits until every node in `names` is Ready; panics with the nodes and logs otherwise.
-fn wait_nodes_ready(controller: &ClusterNode, names: &[&str], logs: &[&ClusterNode]) {
-    let ready = wait_for(|| {
-        let ready = ready_nodes(controller);
-        names
-            .iter()
-            .all(|n| ready.iter().any(|r| r == n))
-            .then_some(())
-    });
-    if ready.is_none() {
-        let nodes = controller.kubectl(&["describe", "nodes"]);
-        let tails: Vec<String> = logs.iter().map(|n| n.log_tail()).collect();
-        panic!(
-            "nodes {names:?} not all Ready: {}{}\n{}",
-            stdout(&nodes),
-            stderr(&nodes),
-            tails.join("\n")
-        );
-    }
-}
-
-/// A worker token from the controller (retried while its join API comes up).
-fn worker_token(controller: &ClusterNode) -> String {
-    wait_for(|| {
-        let output = controller.run(K0X, &["token", "create", "--role", "worker"]);
-        output.status.success().then(|| stdout(&output))
-    })
-    .unwrap_or_else(|| panic!("no token: {}", controller.log_tail()))
-}
-
-/// A pod on `node` serving its own name on [`HTTP_PORT`], labelled `app=NAME`.
-fn server_pod(name: &str, node: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": name, "labels": { "app": name } },
-        "spec": {
-            "nodeName": node,
-            "containers": [{
-                "name": "busybox",
-                "image": IMAGE,
-                "imagePullPolicy": "Never",
-                "command": ["sh", "-c", format!(
-                    "mkdir -p /tmp/www && echo served-by-{name} > /tmp/www/index.html && \
-                     echo {name} is up && exec httpd -f -p {HTTP_PORT} -h /tmp/www"
-                )],
-            }],
-        },
-    })
-    .to_string()
-}
-
-/// Applies a JSON manifest through the controller.
-fn apply(controller: &ClusterNode, manifest: &str) {
-    let path = controller.host.path("/var/lib/k0x/manifest.json");
-    fs::write(&path, manifest).unwrap();
-    let applied = controller.kubectl(&["apply", "-f", "/var/lib/k0x/manifest.json"]);
-    assert!(applied.status.success(), "apply: {}", stderr(&applied));
-}
-
-/// `jsonpath` of pod `name` once it is Running.
-fn running_pod(controller: &ClusterNode, name: &str, jsonpath: &str) -> String {
-    let path = format!("jsonpath={{.status.phase}} {jsonpath}");
-    wait_for(|| {
-        let out = stdout(&controller.kubectl(&["get", "pod", name, "-o", &path]));
-        out.strip_prefix("Running ").map(str::to_owned)
-    })
-    .unwrap_or_else(|| {
-        let pods = controller.kubectl(&["describe", "pod", name]);
-        panic!("pod {name} never ran: {}", stdout(&pods))
-    })
-}
-
-/// An HTTP request from pod `client` to `address`, the answer's body (empty on failure).
-fn http_from(controller: &ClusterNode, client: &str, address: &str) -> String {
-    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {HTTP_PORT}");
-    stdout(&controller.kubectl(&["exec", client, "--", "sh", "-c", &request]))
-}
 
 #[test]
 fn one_controller_and_two_workers_run_pods_that_reach_each_other() {
@@ -250,8 +28,8 @@ fn one_controller_and_two_workers_run_pods_that_reach_each_other() {
         return;
     };
     let _fixed_ports = k0x_testkit::lock_fixed_ports();
-    let network = Network::create(&["ctl-1", "wrk-1", "wrk-2"]).unwrap();
-    let [ctl_host, w1_host, w2_host] = network.hosts() else {
+    let network = Network::create(&["ctl-1", "wrk-1", "wrk-2", "intruder"]).unwrap();
+    let [ctl_host, w1_host, w2_host, intruder] = network.hosts() else {
         unreachable!()
     };
     let busybox = &tools[0];
@@ -343,51 +121,33 @@ fn one_controller_and_two_workers_run_pods_that_reach_each_other() {
         http_from(&controller, "pod-a", &b_ip).contains("served-by-pod-b"),
         "the NetworkPolicy was enforced: docs/networking.md says it is not"
     );
+
+    token_attacks_are_refused(&controller, intruder, &token);
+    // The token is gone; a joined worker's identity is its certificate, so it keeps working
+    // through a restart.
+    let id = k0x_join::Token::parse(&token).unwrap().id;
+    let invalidated = controller.run(K0X, &["token", "invalidate", &id]);
+    assert!(invalidated.status.success(), "{}", stderr(&invalidated));
+    let line = refused_join(intruder, &token);
+    assert!(line.contains("invalidated"), "{line}");
+    let restarted = &mut workers[0];
+    restarted.stop();
+    restarted.start(&["worker"]);
+    let beat_after = |since: &str| {
+        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}";
+        let beat = stdout(&controller.kubectl(&["get", "node", "wrk-1", "-o", jsonpath]));
+        (beat.as_str() > since).then_some(())
+    };
+    let since = stdout(&controller.run("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]));
+    let beat = wait_for(|| beat_after(&since));
+    assert!(
+        beat.is_some() && ready_nodes(&controller).contains(&"wrk-1".to_owned()),
+        "wrk-1 did not come back Ready after its token was invalidated: {}",
+        workers[0].log_tail()
+    );
     drop(workers);
     drop(controller);
     drop(network);
-}
-
-/// The voting members `k0x etcd member-list` shows on `node`.
-fn voters(node: &ClusterNode) -> usize {
-    let output = node.run(K0X, &["etcd", "member-list", "-o", "json"]);
-    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    list.as_array()
-        .map_or(0, |l| l.iter().filter(|m| m["isLearner"] != true).count())
-}
-
-/// kill -9 of k0x itself; its components die with it (their parent-death signal).
-fn kill_hard(node: &mut ClusterNode) {
-    let mut child = node.child.take().expect("the node runs");
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
-/// A 1-replica Deployment of the test image, `kubectl wait`ed to Available through `via`.
-fn deployment_available(via: &ClusterNode, name: &str) -> bool {
-    let created = via.kubectl(&[
-        "create",
-        "deployment",
-        name,
-        "--image",
-        IMAGE,
-        "--",
-        "sleep",
-        "3600",
-    ]);
-    assert!(created.status.success(), "{}", stderr(&created));
-    let patch = r#"{"spec":{"template":{"spec":{"containers":[{"name":"busybox","imagePullPolicy":"Never"}]}}}}"#;
-    let patched = via.kubectl(&["patch", "deployment", name, "-p", patch]);
-    assert!(patched.status.success(), "{}", stderr(&patched));
-    let target = format!("deployment/{name}");
-    via.kubectl(&[
-        "wait",
-        "--for=condition=Available",
-        &target,
-        "--timeout=300s",
-    ])
-    .status
-    .success()
 }
 
 #[test]
@@ -419,18 +179,18 @@ fn three_controllers_keep_the_cluster_when_one_is_killed() {
         output.status.success().then(|| stdout(&output))
     })
     .unwrap_or_else(|| panic!("no controller token: {}", first.log_tail()));
-    // One at a time: etcd takes one learner at a time.
-    for (controller, voting) in [(&mut *second, 2), (&mut *third, 3)] {
+    // Both at once: etcd takes one learner at a time, so one waits for the other's promotion.
+    for controller in [&mut *second, &mut *third] {
         let file = controller.token_file(&token);
         controller.start(&["server", "--token-file", file]);
-        let joined = wait_for(|| (voters(first) == voting).then_some(()));
-        assert!(
-            joined.is_some(),
-            "{} never became a voter:\n{}",
-            controller.host.hostname,
-            controller.log_tail()
-        );
     }
+    let joined = wait_for(|| (voters(first) == 3).then_some(()));
+    assert!(
+        joined.is_some(),
+        "three voters never formed:\n{}\n{}",
+        second.log_tail(),
+        third.log_tail()
+    );
     let token = worker_token(first);
     let file = worker.token_file(&token);
     worker.start(&["worker", "--token-file", file]);
@@ -500,4 +260,47 @@ fn three_controllers_keep_the_cluster_when_one_is_killed() {
     );
     drop(nodes);
     drop(network);
+}
+
+/// The refusal line of a `k0x worker` that must not join: non-zero, one line, nothing written.
+fn refused_join(host: &Host, token: &str) -> String {
+    let path = host.path("/etc/k0x/attack.token");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, token).unwrap();
+    let output = host.output(K0X, &["worker", "--token-file", "/etc/k0x/attack.token"]);
+    let error = stderr(&output);
+    assert!(!output.status.success(), "an attack joined: {error}");
+    assert!(
+        !host.path("/var/lib/k0x/pki/kubelet.crt").exists(),
+        "a refused join left a certificate"
+    );
+    error.lines().last().unwrap_or_default().to_owned()
+}
+
+/// The join suite's token attacks, against the live controller from a host of its network.
+fn token_attacks_are_refused(controller: &ClusterNode, intruder: &Host, token: &str) {
+    let real = k0x_join::Token::parse(token).unwrap();
+    let unknown = k0x_join::Token::generate(real.role, real.urls.clone(), real.ca_sha256.clone());
+    let line = refused_join(intruder, &unknown.encode());
+    assert!(
+        line.contains("refused") && line.contains("unknown"),
+        "{line}"
+    );
+    // A man in the middle: the token pins another CA, so the controller's certificate fails.
+    let pinned_elsewhere = k0x_join::Token::generate(real.role, real.urls.clone(), "0".repeat(64));
+    let line = refused_join(intruder, &pinned_elsewhere.encode());
+    assert!(
+        line.contains("CA") || line.contains("certificate"),
+        "{line}"
+    );
+    let garbled = format!("{}x!", &token[..token.len() / 2]);
+    let line = refused_join(intruder, &garbled);
+    assert!(line.contains("token"), "{line}");
+    let log = fs::read_to_string(controller.log_path()).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("join refused") && l.contains(&unknown.id)),
+        "the controller logged no refusal of {}",
+        unknown.id
+    );
 }

@@ -8,12 +8,14 @@
 //! Service that another pod reaches by name (kube-proxy, the CoreDNS system stack), and answer
 //! `kubectl top nodes` (the metrics-server stack). A user made with `k0x user create` is
 //! Forbidden until their group is bound to a role. kill -9 of the apiserver, the kubelet and
-//! containerd each ends with the component back and the Deployment Available. Without the
-//! components the test is skipped, and fails in strict mode.
+//! containerd each ends with the component back and the Deployment Available; a frozen
+//! (SIGSTOP) apiserver is shown degraded, then restarted. Without the components the test is
+//! skipped, and fails in strict mode.
 
 mod common;
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{NODE_COMPONENTS, Node, kubectl, relax_eviction, stderr, stdout, wait_node_ready};
 use nix::sys::signal::{Signal, kill};
@@ -317,6 +319,51 @@ fn killed_components_come_back(node: &Node) {
     }
 }
 
+/// How long the e2e node lets a component fail its probes before restarting it.
+const FROZEN_RESTART: Duration = Duration::from_secs(30);
+
+/// SIGSTOP of kube-apiserver: status says degraded while it is frozen (never ready), then k0x
+/// restarts it (a new pid, ready) and the Deployment is Available again.
+fn frozen_apiserver_is_degraded_then_restarted(node: &Node) {
+    let name = "kube-apiserver";
+    let before = common::pid(&node.status().expect("k0x answers status"), name);
+    kill(Pid::from_raw(before as i32), Signal::SIGSTOP).unwrap();
+    let degraded = common::wait_until(|| {
+        node.status()
+            .is_some_and(|s| common::state(&s, name) == "degraded")
+    });
+    assert!(
+        degraded,
+        "a frozen {name} is not shown degraded:\n{}",
+        node.log()
+    );
+    let restarted = common::wait_until(|| {
+        node.status().is_some_and(|s| {
+            common::state(&s, name) == "ready"
+                && common::component(&s, name)["pid"].as_u64() != Some(u64::from(before))
+        })
+    });
+    assert!(
+        restarted,
+        "a frozen {name} was not restarted:\n{}",
+        node.log()
+    );
+    let available = kubectl(
+        node,
+        &[
+            "wait",
+            "--for=condition=Available",
+            &format!("deployment/{DEPLOYMENT}"),
+            "--timeout=120s",
+        ],
+    );
+    assert!(
+        available.status.success(),
+        "the Deployment is not Available after {name} was frozen: {}",
+        stderr(&available)
+    );
+}
+
 /// A `k0x user create` user in group dev is Forbidden until dev is bound to `view` (which grants
 /// namespaced reads such as pods, not nodes); then it lists pods in every namespace, still
 /// cannot create one, and `kubectl auth whoami` shows its group. (tests/user_cli.rs reads the
@@ -400,6 +447,14 @@ fn node_becomes_ready_and_runs_a_deployment() {
         return;
     }
     relax_eviction(&node);
+    // A frozen component is restarted after this long (the default is 5 minutes).
+    node.edit_config(
+        "restartUnhealthyAfterSeconds: 300\n",
+        &format!(
+            "restartUnhealthyAfterSeconds: {}\n",
+            FROZEN_RESTART.as_secs()
+        ),
+    );
     drop_archives(&node, &tools[0]);
     // A fresh host forwards no packets; k0x must set it itself (what an earlier run left on
     // this one does not count).
@@ -450,6 +505,7 @@ fn node_becomes_ready_and_runs_a_deployment() {
     top_nodes_answers(&node);
     group_binding_grants_access(&node);
     killed_components_come_back(&node);
+    frozen_apiserver_is_degraded_then_restarted(&node);
 
     drop(workload);
     let exit = node.stop(Signal::SIGTERM);

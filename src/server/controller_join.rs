@@ -169,14 +169,16 @@ fn join(
     let data = &ctx.data;
     let client = JoinClient::new(token);
     let join = runtime
-        .block_on(super::join::while_unreachable(|| client.join_controller()))
+        .block_on(super::join::while_unavailable(|| client.join_controller()))
         .context("joining the cluster as a controller failed")?;
     material::write_controller_files(data, &join)
         .with_context(|| format!("cannot store the cluster's CAs in {}", data.pki().display()))?;
     ensure_pki(&ctx.config, data)?;
     let peer_url = k0x_node::etcd_peer_url(ctx)?;
     let added = runtime
-        .block_on(client.add_etcd_member(&ctx.node.name, &peer_url))
+        .block_on(super::join::while_unavailable(|| {
+            client.add_etcd_member(&ctx.node.name, &peer_url)
+        }))
         .context("the cluster did not add this controller to etcd")?;
     tracing::info!(
         member_id = added.member_id,
@@ -346,9 +348,11 @@ mod tests {
         }
     }
 
+    /// A paused clock: a join API that never answers is retried for minutes of its time only.
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
             .unwrap()
     }

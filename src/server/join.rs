@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use k0x_config::{DataDir, pki_names, url_host};
@@ -108,19 +108,20 @@ fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// How long a first start keeps trying a join API that does not answer: the controller may still
-/// be starting (its join API serves once its components are ready).
+/// How long a first start keeps trying a join API that does not answer (the controller may still
+/// be starting: its join API serves once its components are ready) or is busy.
 const JOIN_PATIENCE: Duration = Duration::from_secs(300);
 const JOIN_RETRY: Duration = Duration::from_secs(5);
 
-/// `attempt`, again every few seconds while the join API is unreachable, up to [`JOIN_PATIENCE`].
-pub async fn while_unreachable<T, F: Future<Output = Result<T, JoinError>>>(
+/// `attempt`, again every few seconds while the join API is unreachable or busy (503: another
+/// controller is joining), up to [`JOIN_PATIENCE`].
+pub async fn while_unavailable<T, F: Future<Output = Result<T, JoinError>>>(
     mut attempt: impl FnMut() -> F,
 ) -> Result<T, JoinError> {
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     loop {
         match attempt().await {
-            Err(err @ JoinError::Unreachable { .. }) if started.elapsed() < JOIN_PATIENCE => {
+            Err(err) if is_unavailable(&err) && started.elapsed() < JOIN_PATIENCE => {
                 tracing::warn!(
                     "{err}; trying again in {JOIN_RETRY:?} (for up to {JOIN_PATIENCE:?})"
                 );
@@ -129,4 +130,8 @@ pub async fn while_unreachable<T, F: Future<Output = Result<T, JoinError>>>(
             other => return other,
         }
     }
+}
+
+fn is_unavailable(err: &JoinError) -> bool {
+    matches!(err, JoinError::Unreachable { .. }) || err.status() == Some(503)
 }

@@ -29,11 +29,11 @@ pub fn ensure_joined(
         let client = JoinClient::new(token).with_local_addr(node.address);
         let join = match std::fs::read_to_string(&files.client_key) {
             // Joined before, with fewer identities than this k0x needs: keep the name's key.
-            Ok(key) => runtime.block_on(super::join::while_unreachable(|| {
+            Ok(key) => runtime.block_on(super::join::while_unavailable(|| {
                 client.rejoin_worker(node_name, &key)
             })),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                runtime.block_on(super::join::while_unreachable(|| {
+                runtime.block_on(super::join::while_unavailable(|| {
                     client.join_worker(node_name)
                 }))
             }

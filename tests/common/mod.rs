@@ -9,6 +9,8 @@
 //! Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::process::CommandExt;

@@ -167,6 +167,13 @@ pub fn is_not_ready(err: &EtcdError) -> bool {
     }
 }
 
+/// True when etcd refused a learner because another one has not been promoted yet (it takes
+/// one at a time).
+pub fn is_another_learner(err: &EtcdError) -> bool {
+    err.server_message()
+        .is_some_and(|m| m.contains("too many learner members"))
+}
+
 fn is_not_a_learner(err: &EtcdError) -> bool {
     err.server_message()
         .is_some_and(|m| m.contains("can only promote a learner member"))

@@ -523,10 +523,15 @@ async fn promote_etcd_member(
 }
 
 /// Transient etcd states become 409 (the client retries), as does a peer URL a member that ran
-/// holds;
-/// anything else is a gateway error.
+/// holds; another controller still a learner is 503 (a joining one waits its turn); anything
+/// else is a gateway error.
 fn etcd_refusal(err: &k0x_etcd::EtcdError) -> Refusal {
-    if let k0x_etcd::EtcdError::MemberRan { .. } = err {
+    if members::is_another_learner(err) {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("another controller is joining and etcd takes one at a time: {err}"),
+        )
+    } else if let k0x_etcd::EtcdError::MemberRan { .. } = err {
         Refusal::new(StatusCode::CONFLICT, err.to_string())
     } else if members::is_not_ready(err) {
         Refusal::new(

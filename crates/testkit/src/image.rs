@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 /// The applets linked to busybox in the image (what the tests run inside containers).
 pub const APPLETS: &[&str] = &[
-    "sh", "ip", "echo", "cat", "sleep", "hostname", "mkdir", "httpd", "nc", "nslookup",
+    "sh", "ip", "echo", "cat", "sleep", "hostname", "mkdir", "httpd", "nc", "nslookup", "dd",
+    "time",
 ];
 
 /// Writes a docker-archive image tagged `tag` (e.g. `k0x.test/busybox:latest`) whose default
