@@ -10,6 +10,8 @@
 //! Prints samples, medians and ratios; asserts nothing about time. Run:
 //! `cargo bench -p k0x --bench cluster` (K0X_BENCH_ROUNDS throughput rounds, default 3).
 
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

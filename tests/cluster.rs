@@ -287,7 +287,7 @@ fn token_attacks_are_refused(controller: &ClusterNode, intruder: &Host, token: &
         "{line}"
     );
     // A man in the middle: the token pins another CA, so the controller's certificate fails.
-    let pinned_elsewhere = k0x_join::Token::generate(real.role, real.urls.clone(), "0".repeat(64));
+    let pinned_elsewhere = k0x_join::Token::generate(real.role, real.urls, "0".repeat(64));
     let line = refused_join(intruder, &pinned_elsewhere.encode());
     assert!(
         line.contains("CA") || line.contains("certificate"),
