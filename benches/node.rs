@@ -3,7 +3,10 @@
 //!   and to the CoreDNS Deployment ready, on a fresh data dir (cold) and after a SIGTERM stop on
 //!   the same data (warm: CoreDNS's container kept running through the stop);
 //! - memory at idle with the system pods running: VmRSS of k0x itself, and the sum over every
-//!   process of the node (k0x, its components, the container shims and the containers below).
+//!   process of the node (k0x, its components, the container shims and the containers below),
+//!   and by process name;
+//! - the same with the Go runtime's memory knobs (GOGC, GOMEMLIMIT) in k0x's environment, which
+//!   the components inherit, against the default's median.
 //!
 //! Prints samples and medians against the goals (Ready <= 20 s; k0x <= 20 MiB; the node <= 600
 //! MiB); asserts nothing about time. k3s, the reference the goals come from, cannot run here, so
@@ -13,6 +16,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use common::{Node, kubectl};
@@ -61,11 +65,12 @@ fn coredns_ready(node: &Node) -> bool {
     answers(node, &args, "1")
 }
 
-/// Starts k0x and returns the times to Node Ready and to CoreDNS ready.
-fn start(node: &mut Node) -> (Duration, Duration) {
+/// Starts k0x (its components inherit `env`) and returns the times to Node Ready and to CoreDNS
+/// ready.
+fn start(node: &mut Node, env: &[(&str, &OsStr)]) -> (Duration, Duration) {
     let since = rfc3339_now();
     let started = Instant::now();
-    node.start(&["--enable-worker"]);
+    node.start_with_env(&["--enable-worker"], env);
     let wait = |ready: &dyn Fn(&Node) -> bool, what: &str| {
         while !ready(node) {
             assert!(
@@ -82,8 +87,8 @@ fn start(node: &mut Node) -> (Duration, Duration) {
     (ready, dns)
 }
 
-/// Parent pid and resident KiB of every process.
-fn processes() -> BTreeMap<u32, (u32, u64)> {
+/// Parent pid, resident KiB and command name of every process.
+fn processes() -> BTreeMap<u32, (u32, u64, String)> {
     let mut all = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -99,14 +104,28 @@ fn processes() -> BTreeMap<u32, (u32, u64)> {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0)
         };
-        all.insert(pid, (field("PPid:") as u32, field("VmRSS:")));
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        all.insert(pid, (field("PPid:") as u32, field("VmRSS:"), name));
     }
     all
 }
 
+/// Resident KiB of the node.
+struct Memory {
+    k0x: u64,
+    total: u64,
+    /// KiB by command name, largest first.
+    by_name: Vec<(String, u64)>,
+}
+
 /// KiB resident in k0x and in the whole node: k0x, the processes carrying its marker (the
 /// components, and the shims that left k0x's tree) and everything below them.
-fn memory(node: &Node) -> (u64, u64) {
+fn memory(node: &Node) -> Memory {
     let all = processes();
     let k0x = node.server_pid();
     let mut roots = node.marked_processes();
@@ -117,16 +136,43 @@ fn memory(node: &Node) -> (u64, u64) {
             if roots.contains(&up) {
                 return true;
             }
-            up = all.get(&up).map_or(1, |(parent, _)| *parent);
+            up = all.get(&up).map_or(1, |(parent, ..)| *parent);
         }
         false
     };
-    let total = all
-        .iter()
-        .filter(|(pid, _)| below(**pid))
-        .map(|(_, (_, rss))| rss)
-        .sum();
-    (all.get(&k0x).map_or(0, |(_, rss)| *rss), total)
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, (_, rss, name)) in all.iter().filter(|(pid, _)| below(**pid)) {
+        *by_name.entry(name.clone()).or_default() += rss;
+    }
+    let mut by_name: Vec<(String, u64)> = by_name.into_iter().collect();
+    by_name.sort_by_key(|(_, rss)| std::cmp::Reverse(*rss));
+    Memory {
+        k0x: all.get(&k0x).map_or(0, |(_, rss, _)| *rss),
+        total: by_name.iter().map(|(_, rss)| rss).sum(),
+        by_name,
+    }
+}
+
+/// Memory knobs of the Go runtime every component reads, given to k0x's environment (a unit's
+/// `Environment=`); the components inherit it.
+const KNOBS: &[&[(&str, &str)]] = &[
+    &[("GOGC", "50")],
+    &[("GOMEMLIMIT", "150MiB")],
+    &[("GOGC", "50"), ("GOMEMLIMIT", "150MiB")],
+];
+
+/// The whole node's idle memory, cold, with `env`.
+fn idle_memory(target_tmp: &std::path::Path, env: &[(&str, &OsStr)]) -> Option<Memory> {
+    let mut node = Node::new("bench-node")?;
+    if !node.stage_kubernetes("bench-node", target_tmp) {
+        return None;
+    }
+    common::relax_eviction(&node);
+    start(&mut node, env);
+    std::thread::sleep(IDLE);
+    let memory = memory(&node);
+    assert!(node.stop(Signal::SIGTERM).success(), "{}", node.log());
+    Some(memory)
 }
 
 fn seconds(samples: &[Duration]) -> String {
@@ -162,13 +208,13 @@ fn main() {
             return;
         }
         common::relax_eviction(&node);
-        let (ready, dns) = start(&mut node);
+        let (ready, dns) = start(&mut node, &[]);
         samples[0].push(ready);
         samples[1].push(dns);
         std::thread::sleep(IDLE);
         rss.push(memory(&node));
         assert!(node.stop(Signal::SIGTERM).success(), "{}", node.log());
-        let (ready, dns) = start(&mut node);
+        let (ready, dns) = start(&mut node, &[]);
         samples[2].push(ready);
         samples[3].push(dns);
         assert!(node.stop(Signal::SIGTERM).success(), "{}", node.log());
@@ -189,11 +235,35 @@ fn main() {
         );
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
-    for (k0x, total) in rss {
+    for memory in &rss {
         println!(
             "idle with the system pods: k0x VmRSS {:.1} MiB (goal <= 20), whole node {:.0} MiB (goal <= 600)",
-            mib(k0x),
-            mib(total)
+            mib(memory.k0x),
+            mib(memory.total)
+        );
+    }
+    let Some(first) = rss.first() else { return };
+    let parts: Vec<String> = first
+        .by_name
+        .iter()
+        .map(|(name, kib)| format!("{name} {:.0}", mib(*kib)))
+        .collect();
+    println!("whole node by process name, MiB: {}", parts.join(", "));
+    let mut totals: Vec<u64> = rss.iter().map(|m| m.total).collect();
+    totals.sort_unstable();
+    let baseline = totals[totals.len() / 2];
+    for knob in KNOBS {
+        let env: Vec<(&str, &OsStr)> = knob.iter().map(|(k, v)| (*k, OsStr::new(*v))).collect();
+        let Some(with) = idle_memory(&target_tmp, &env) else {
+            return;
+        };
+        let named: Vec<String> = knob.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "with {}: whole node {:.0} MiB, {:.2} of the default's median {:.0} MiB",
+            named.join(" "),
+            mib(with.total),
+            with.total as f64 / baseline as f64,
+            mib(baseline)
         );
     }
 }

@@ -64,6 +64,8 @@ fn containerd_behind_k0x_runs_busybox_on_the_pod_network() {
     let Some(tools) = k0x_testkit::require_binaries(test, &tools) else {
         return;
     };
+    // The bridge network's template is what this test renders for itself.
+    node.edit_config("provider: flannel\n", "provider: bridge\n");
     node.start(&["--enable-worker"]);
     node.wait_ready(&["containerd"]);
 
