@@ -422,8 +422,19 @@ fn one_controller_two_workers() {
         let kube_proxy = fs::read_to_string(&files.kube_proxy_kubeconfig).unwrap();
         let kube_proxy =
             k0x_pki::Kubeconfig::parse(&files.kube_proxy_kubeconfig, &kube_proxy).unwrap();
-        let api_server = format!("https://{}:6443", ctl_host.address);
-        assert_eq!(kube_proxy.server, api_server);
+        // Through the worker's node-local load balancer, which starts on the controller the
+        // join came through.
+        assert_eq!(kube_proxy.server, "https://127.0.0.1:7443");
+        let api_server = format!("{}:6443", ctl_host.address);
+        assert!(
+            fs::read_to_string(worker.log())
+                .unwrap()
+                .lines()
+                .any(|l| l.contains("API load balancer on 127.0.0.1:7443")
+                    && l.contains(&api_server)),
+            "{}",
+            worker.log_tail()
+        );
         let status: serde_json::Value =
             serde_json::from_str(&worker.k0x_ok(&["status", "-o", "json"])).unwrap();
         assert_eq!(status["nodeName"], name.as_str(), "{status}");
