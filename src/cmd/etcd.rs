@@ -2,12 +2,12 @@
 //! the local etcd with k0x's own etcd client certificate.
 
 use clap::{Args, Subcommand};
-use k0x_config::{DataDir, pki_names};
 use k0x_etcd::members::{self, Retry};
-use k0x_etcd::{Client, ClientTls, Member};
+use k0x_etcd::{Client, Member};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
+use crate::server::etcd_client;
 
 /// The local etcd member's client URL, where admin commands find etcd by default.
 pub const LOCAL_ENDPOINT: &str = "https://127.0.0.1:2379";
@@ -61,7 +61,7 @@ impl From<&Member> for MemberView {
 }
 
 pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
-    let client = local_client(&global.data_dir(), &args.endpoint)?;
+    let client = etcd_client(&global.data_dir(), &args.endpoint)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -71,16 +71,6 @@ pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
             EtcdCommand::Leave { peer_url } => leave(&client, peer_url.as_deref()).await,
         }
     })
-}
-
-/// A client of the etcd at `endpoint` with k0x's own etcd client certificate.
-pub fn local_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
-    let tls = ClientTls::from_files(
-        &data.pki_cert(pki_names::ETCD_CA),
-        &data.pki_cert(pki_names::ETCD_K0X_CLIENT),
-        &data.pki_key(pki_names::ETCD_K0X_CLIENT),
-    )?;
-    Ok(Client::new(&[endpoint.to_string()], &tls)?)
 }
 
 #[allow(clippy::print_stdout)]

@@ -12,7 +12,8 @@ use k0x_join::NodeRegistry;
 use k0x_manifests::{ApiClient, segment};
 
 use crate::cli::GlobalArgs;
-use crate::cmd::etcd::{LOCAL_ENDPOINT, local_client};
+use crate::cmd::etcd::LOCAL_ENDPOINT;
+use crate::server::etcd_client;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -59,7 +60,7 @@ async fn forget(global: &GlobalArgs, endpoint: &str, name: &str) -> anyhow::Resu
         k0x_config::is_node_name(name),
         "{name:?} is not a node name: see `k0x kubectl get nodes` for the names"
     );
-    let etcd = local_client(&global.data_dir(), endpoint)?;
+    let etcd = etcd_client(&global.data_dir(), endpoint)?;
     let members = etcd.member_list().await?;
     if let Some(member) = members.iter().find(|m| m.name == name) {
         anyhow::bail!(

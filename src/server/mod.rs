@@ -34,6 +34,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use controller_join::Promotion;
 
+pub use join::etcd_client;
 pub use plan::{Plan, Role};
 
 /// Everything `k0x server` or `k0x worker` was asked to do.
