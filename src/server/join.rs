@@ -30,7 +30,7 @@ pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, Jo
         return Ok(None);
     }
     let ctx = &plan.ctx;
-    let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(ctx))?;
+    let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(&ctx.config))?;
     let ca_pem = read(&ctx.data.pki_cert(pki_names::CA))?;
     let port = ctx.config.spec.api.k0x_api_port;
     let join_urls = vec![format!("https://{}:{port}", url_host(ctx.node.address))];

@@ -55,7 +55,7 @@ impl KubeApiserver {
             .path("client-ca-file", &cert(pki_names::CA))
             .path("tls-cert-file", &cert(pki_names::APISERVER))
             .path("tls-private-key-file", &key(pki_names::APISERVER))
-            .set("etcd-servers", etcd::client_url(ctx))
+            .set("etcd-servers", etcd::client_url(&ctx.config))
             .path("etcd-cafile", &cert(pki_names::ETCD_CA))
             .path("etcd-certfile", &cert(pki_names::APISERVER_ETCD_CLIENT))
             .path("etcd-keyfile", &key(pki_names::APISERVER_ETCD_CLIENT))
