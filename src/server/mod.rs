@@ -131,17 +131,10 @@ fn identity(
 fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> anyhow::Result<()> {
     let role = server.role;
     let mut options = sysinfo::Options::new(data.clone(), role.controller, role.worker);
-    let spec = &config.spec;
-    options.ports.clear();
-    if role.controller {
-        options.ports.extend([
-            (spec.storage.etcd.client_port, "etcd client"),
-            (spec.storage.etcd.peer_port, "etcd peer"),
-            (spec.api.port, "kube-apiserver"),
-            (spec.api.k0x_api_port, "k0x join API"),
-        ]);
-        options.ports.extend(&sysinfo::CONTROLLER_PORTS[4..]);
-    }
+    options.ports = match role.controller {
+        true => sysinfo::controller_ports(&config.spec),
+        false => Vec::new(),
+    };
     if role.worker {
         options.ports.extend(sysinfo::WORKER_PORTS);
     }
