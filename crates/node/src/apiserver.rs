@@ -23,7 +23,7 @@ use crate::args::Flags;
 use crate::contract::FlagContract;
 use crate::{Component, NodeContext, NodeError, etcd};
 
-pub(crate) const NAME: &str = "kube-apiserver";
+pub(crate) const NAME: &str = k0x_config::components::KUBE_APISERVER;
 
 #[derive(Debug)]
 pub(crate) struct KubeApiserver;

@@ -16,7 +16,7 @@ use crate::files::DirSpec;
 use crate::net::parse_ip;
 use crate::{Component, EtcdMembership, NodeContext, NodeError};
 
-pub(crate) const NAME: &str = "etcd";
+pub(crate) const NAME: &str = k0x_config::components::ETCD;
 
 /// Backend quota: twice etcd's 2 GiB default for headroom on busy clusters, half of the 8 GiB
 /// etcd recommends as a maximum so small boards are not asked to map a huge file.
