@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k0x_assets::{Payload, Progress};
-use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil, layout};
+use k0x_config::{ClusterConfig, DataDir, RunDir, components, fsutil, layout};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_manifests::Applier;
@@ -161,7 +161,7 @@ const ETCD_MIN_FREE: u64 = 256 << 20;
 
 /// Refuses to start a controller's etcd on a device with less than [`ETCD_MIN_FREE`] free.
 fn check_etcd_space(data: &DataDir, options: &ServerOptions) -> anyhow::Result<()> {
-    if !options.role.controller || options.disabled.iter().any(|name| name == "etcd") {
+    if !options.role.controller || options.disabled.iter().any(|name| name == components::ETCD) {
         return Ok(());
     }
     let dir = data.etcd();
@@ -281,7 +281,7 @@ fn start_manifests(
     let apiserver_ready = async move {
         let ready = |all: &Vec<ComponentStatus>| {
             all.iter()
-                .any(|c| c.name == "kube-apiserver" && c.state == ComponentState::Ready)
+                .any(|c| c.name == components::KUBE_APISERVER && c.state == ComponentState::Ready)
         };
         let _ = components.wait_for(ready).await;
     };
