@@ -2,23 +2,42 @@
 //! the local etcd with k0x's own etcd client certificate.
 
 use clap::{Args, Subcommand};
-use k0x_config::{DataDir, pki_names};
 use k0x_etcd::members::{self, Retry};
-use k0x_etcd::{Client, ClientTls, Member};
+use k0x_etcd::{Client, Member};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
-
-/// The local etcd member's client URL, where admin commands find etcd by default.
-pub const LOCAL_ENDPOINT: &str = "https://127.0.0.1:2379";
+use crate::server::etcd_client;
 
 #[derive(Debug, Args)]
 pub struct EtcdArgs {
-    /// Client URL of the local etcd member.
-    #[arg(long, global = true, default_value = LOCAL_ENDPOINT)]
-    endpoint: String,
+    #[command(flatten)]
+    endpoint: EndpointArg,
     #[command(subcommand)]
     command: EtcdCommand,
+}
+
+/// `--endpoint` of `k0x etcd` and `k0x node`: the etcd they talk to.
+#[derive(Debug, Args)]
+pub struct EndpointArg {
+    /// Client URL of the local etcd member; by default loopback on spec.storage.etcd.clientPort
+    /// of the configuration.
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+}
+
+impl EndpointArg {
+    /// k0x's etcd client of the member at `--endpoint`, or of the local member as configured.
+    pub fn client(&self, global: &GlobalArgs) -> anyhow::Result<Client> {
+        etcd_client(&global.data_dir(), &self.url(global)?)
+    }
+
+    fn url(&self, global: &GlobalArgs) -> anyhow::Result<String> {
+        match &self.endpoint {
+            Some(url) => Ok(url.clone()),
+            None => Ok(k0x_node::etcd_client_url(&global.load_config()?)),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +80,7 @@ impl From<&Member> for MemberView {
 }
 
 pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
-    let client = local_client(&global.data_dir(), &args.endpoint)?;
+    let client = args.endpoint.client(global)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -71,16 +90,6 @@ pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
             EtcdCommand::Leave { peer_url } => leave(&client, peer_url.as_deref()).await,
         }
     })
-}
-
-/// A client of the etcd at `endpoint` with k0x's own etcd client certificate.
-pub fn local_client(data: &DataDir, endpoint: &str) -> anyhow::Result<Client> {
-    let tls = ClientTls::from_files(
-        &data.pki_cert(pki_names::ETCD_CA),
-        &data.pki_cert(pki_names::ETCD_K0X_CLIENT),
-        &data.pki_key(pki_names::ETCD_K0X_CLIENT),
-    )?;
-    Ok(Client::new(&[endpoint.to_string()], &tls)?)
 }
 
 #[allow(clippy::print_stdout)]
@@ -146,4 +155,44 @@ async fn leave(client: &Client, peer_url: Option<&str>) -> anyhow::Result<()> {
     members::remove_member(client, target.id, Retry::default()).await?;
     println!("removed etcd member {} ({:x})", target.name, target.id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+    use crate::cmd::Command;
+
+    fn endpoint(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Etcd(etcd) = &cli.command else {
+            panic!("not k0x etcd: {args:?}");
+        };
+        etcd.endpoint.url(&cli.global).unwrap()
+    }
+
+    #[test]
+    fn the_default_endpoint_follows_the_configured_client_port() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("k0x.yaml");
+        std::fs::write(
+            &config,
+            "apiVersion: k0x.io/v1beta1\nkind: ClusterConfig\nspec:\n  storage:\n    etcd:\n      clientPort: 12379\n",
+        )
+        .unwrap();
+        let config = config.to_str().unwrap();
+        let url = endpoint(&["k0x", "--config", config, "etcd", "member-list"]);
+        assert_eq!(url, "https://127.0.0.1:12379");
+        let url = endpoint(&[
+            "k0x",
+            "-c",
+            config,
+            "etcd",
+            "member-list",
+            "--endpoint",
+            "https://[::1]:2379",
+        ]);
+        assert_eq!(url, "https://[::1]:2379");
+    }
 }

@@ -175,16 +175,10 @@ fn check_unit_config(config: &Path, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes a running systemd read the new unit; without systemd as init there is nothing to tell.
+/// Makes a running systemd read the changed units; a failure only warns: the files are written.
 pub fn reload_systemd() {
-    if Path::new("/run/systemd/system").is_dir() {
-        match std::process::Command::new("systemctl")
-            .arg("daemon-reload")
-            .status()
-        {
-            Ok(status) if status.success() => {}
-            _ => tracing::warn!("systemctl daemon-reload failed; run it before k0x start"),
-        }
+    if let Err(err) = k0x_host::service::reload_systemd() {
+        tracing::warn!("{err}; run `systemctl daemon-reload` before k0x start");
     }
 }
 

@@ -12,13 +12,12 @@ use k0x_join::NodeRegistry;
 use k0x_manifests::{ApiClient, segment};
 
 use crate::cli::GlobalArgs;
-use crate::cmd::etcd::{LOCAL_ENDPOINT, local_client};
+use crate::cmd::etcd::EndpointArg;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// Client URL of the local etcd member.
-    #[arg(long, global = true, default_value = LOCAL_ENDPOINT)]
-    endpoint: String,
+    #[command(flatten)]
+    endpoint: EndpointArg,
     #[command(subcommand)]
     command: NodeCommand,
 }
@@ -54,12 +53,12 @@ enum NodeObject {
 }
 
 #[allow(clippy::print_stdout)]
-async fn forget(global: &GlobalArgs, endpoint: &str, name: &str) -> anyhow::Result<()> {
+async fn forget(global: &GlobalArgs, endpoint: &EndpointArg, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         k0x_config::is_node_name(name),
         "{name:?} is not a node name: see `k0x kubectl get nodes` for the names"
     );
-    let etcd = local_client(&global.data_dir(), endpoint)?;
+    let etcd = endpoint.client(global)?;
     let members = etcd.member_list().await?;
     if let Some(member) = members.iter().find(|m| m.name == name) {
         anyhow::bail!(

@@ -232,7 +232,7 @@ impl Promotion {
         Ok(Self {
             client,
             member_id,
-            local: super::join::etcd_client(&ctx.data, &k0x_node::etcd_client_url(ctx))?,
+            local: super::join::etcd_client(&ctx.data, &k0x_node::etcd_client_url(&ctx.config))?,
             record: learner_record_path(&ctx.data),
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use k0x_config::{DataDir, pki_names, url_host};
+use k0x_config::{DataDir, components, pki_names, url_host};
 use k0x_etcd::{Client, ClientTls};
 use k0x_join::admin::TokenAdmin;
 use k0x_join::api::WorkerSettings;
@@ -26,11 +26,11 @@ pub struct JoinApi {
 /// The token administration for the admin socket and the join API; `None` when this node runs no
 /// etcd (a worker, or `--disable-components etcd`).
 pub fn controller_services(plan: &Plan) -> anyhow::Result<Option<(TokenAdmin, JoinApi)>> {
-    if !plan.specs.iter().any(|spec| spec.name == "etcd") {
+    if !plan.specs.iter().any(|spec| spec.name == components::ETCD) {
         return Ok(None);
     }
     let ctx = &plan.ctx;
-    let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(ctx))?;
+    let etcd = etcd_client(&ctx.data, &k0x_node::etcd_client_url(&ctx.config))?;
     let ca_pem = read(&ctx.data.pki_cert(pki_names::CA))?;
     let port = ctx.config.spec.api.k0x_api_port;
     let join_urls = vec![format!("https://{}:{port}", url_host(ctx.node.address))];

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k0x_assets::{Payload, Progress};
-use k0x_config::{ClusterConfig, DataDir, RunDir, fsutil, layout};
+use k0x_config::{ClusterConfig, DataDir, RunDir, components, fsutil, layout};
 use k0x_host::{notify, sysinfo};
 use k0x_join::Token;
 use k0x_manifests::Applier;
@@ -34,6 +34,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use controller_join::Promotion;
 
+pub use join::etcd_client;
 pub use plan::{Plan, Role};
 
 /// Everything `k0x server` or `k0x worker` was asked to do.
@@ -130,17 +131,10 @@ fn identity(
 fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> anyhow::Result<()> {
     let role = server.role;
     let mut options = sysinfo::Options::new(data.clone(), role.controller, role.worker);
-    let spec = &config.spec;
-    options.ports.clear();
-    if role.controller {
-        options.ports.extend([
-            (spec.storage.etcd.client_port, "etcd client"),
-            (spec.storage.etcd.peer_port, "etcd peer"),
-            (spec.api.port, "kube-apiserver"),
-            (spec.api.k0x_api_port, "k0x join API"),
-        ]);
-        options.ports.extend(&sysinfo::CONTROLLER_PORTS[4..]);
-    }
+    options.ports = match role.controller {
+        true => sysinfo::controller_ports(&config.spec),
+        false => Vec::new(),
+    };
     if role.worker {
         options.ports.extend(sysinfo::WORKER_PORTS);
     }
@@ -167,7 +161,7 @@ const ETCD_MIN_FREE: u64 = 256 << 20;
 
 /// Refuses to start a controller's etcd on a device with less than [`ETCD_MIN_FREE`] free.
 fn check_etcd_space(data: &DataDir, options: &ServerOptions) -> anyhow::Result<()> {
-    if !options.role.controller || options.disabled.iter().any(|name| name == "etcd") {
+    if !options.role.controller || options.disabled.iter().any(|name| name == components::ETCD) {
         return Ok(());
     }
     let dir = data.etcd();
@@ -287,7 +281,7 @@ fn start_manifests(
     let apiserver_ready = async move {
         let ready = |all: &Vec<ComponentStatus>| {
             all.iter()
-                .any(|c| c.name == "kube-apiserver" && c.state == ComponentState::Ready)
+                .any(|c| c.name == components::KUBE_APISERVER && c.state == ComponentState::Ready)
         };
         let _ = components.wait_for(ready).await;
     };

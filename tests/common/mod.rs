@@ -575,16 +575,9 @@ pub fn stage_kubernetes(bin: &Path, test: &str, target_tmp: &Path) -> bool {
     true
 }
 
-/// The components of a controller+worker with Kubernetes staged, in start order.
-pub const NODE_COMPONENTS: &[&str] = &[
-    "etcd",
-    "kube-apiserver",
-    "kube-scheduler",
-    "kube-controller-manager",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-];
+/// The components of a controller+worker with Kubernetes staged (flannel the pod network), in
+/// start order: every component.
+pub const NODE_COMPONENTS: &[&str] = k0x_node::ALL_COMPONENTS;
 
 /// `k0x kubectl ARGS`: the node's kubectl with its admin kubeconfig.
 pub fn kubectl(node: &Node, args: &[&str]) -> Output {

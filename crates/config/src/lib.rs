@@ -6,6 +6,7 @@
 //! [`ClusterConfig::load`] reads a configuration file and reports every problem in it, one line
 //! each, as `FILE:LINE:COL: FIELD.PATH: what is wrong (how to fix it)`.
 
+pub mod components;
 pub mod fsutil;
 pub mod layout;
 pub mod net;
@@ -25,4 +26,4 @@ pub use error::{ConfigErrors, Diagnostic, Severity};
 pub use k0s::K0S_ONLY_FIELDS;
 pub use load::{Checked, STDIN, check_file, check_yaml, source_name};
 pub use net::url_host;
-pub use validate::{COMPONENTS, Problem, is_dns_label, is_dns_name, is_node_name};
+pub use validate::{Problem, is_dns_label, is_dns_name, is_node_name};

@@ -11,19 +11,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::components;
 use crate::net::{DNS_SERVICE_OFFSET, host_address, longest_service_prefix};
 use crate::schema::{ClusterConfig, ExtraArgs, Network, Spec};
-
-/// Component names `spec.probes.timeoutSeconds` may name.
-pub const COMPONENTS: &[&str] = &[
-    "etcd",
-    "kube-apiserver",
-    "kube-scheduler",
-    "kube-controller-manager",
-    "containerd",
-    "kubelet",
-    "kube-proxy",
-];
 
 /// A semantic problem at a field path (`spec.network.podCIDR`, `spec.api.sans[1]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,11 +373,11 @@ fn check_probes(spec: &Spec, problems: &mut Vec<Problem>) {
     }
     for (component, seconds) in &spec.probes.timeout_seconds {
         let path = format!("spec.probes.timeoutSeconds.{component}");
-        if !COMPONENTS.contains(&component.as_str()) {
+        if !components::PROBED.contains(&component.as_str()) {
             problems.push(Problem::new(
                 path,
                 format!("`{component}` is not a k0x component"),
-                format!("use one of: {}", COMPONENTS.join(", ")),
+                format!("use one of: {}", components::PROBED.join(", ")),
             ));
         } else if *seconds == 0 {
             problems.push(Problem::new(

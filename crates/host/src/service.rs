@@ -51,6 +51,22 @@ pub enum ServiceError {
     },
 }
 
+/// Where systemd running as PID 1 leaves its mark: the documented way to tell (sd_booted).
+pub(crate) const SYSTEMD_BOOTED: &str = "/run/systemd/system";
+
+/// Makes a running systemd read the units again (`systemctl daemon-reload`); without systemd as
+/// init there is nothing to tell.
+pub fn reload_systemd() -> Result<(), ServiceError> {
+    if !Path::new(SYSTEMD_BOOTED).is_dir() {
+        return Ok(());
+    }
+    run_tool(
+        "systemctl",
+        &["daemon-reload"],
+        "journalctl -b -u init.scope".into(),
+    )
+}
+
 /// An installed unit found below `root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledUnit {
@@ -94,8 +110,7 @@ pub fn run(action: Action) -> Result<Vec<InstalledUnit>, ServiceError> {
         let name = unit.role.service_name();
         let (program, args, logs) = match unit.init {
             InitSystem::Systemd => {
-                // The documented way to tell whether systemd is PID 1 (sd_booted).
-                let marker = Path::new("/run/systemd/system");
+                let marker = Path::new(SYSTEMD_BOOTED);
                 if !marker.is_dir() {
                     return Err(ServiceError::SystemdNotRunning {
                         unit: format!("{name}.service"),

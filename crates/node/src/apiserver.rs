@@ -23,7 +23,7 @@ use crate::args::Flags;
 use crate::contract::FlagContract;
 use crate::{Component, NodeContext, NodeError, etcd};
 
-pub(crate) const NAME: &str = "kube-apiserver";
+pub(crate) const NAME: &str = k0x_config::components::KUBE_APISERVER;
 
 #[derive(Debug)]
 pub(crate) struct KubeApiserver;
@@ -55,7 +55,7 @@ impl KubeApiserver {
             .path("client-ca-file", &cert(pki_names::CA))
             .path("tls-cert-file", &cert(pki_names::APISERVER))
             .path("tls-private-key-file", &key(pki_names::APISERVER))
-            .set("etcd-servers", etcd::client_url(ctx))
+            .set("etcd-servers", etcd::client_url(&ctx.config))
             .path("etcd-cafile", &cert(pki_names::ETCD_CA))
             .path("etcd-certfile", &cert(pki_names::APISERVER_ETCD_CLIENT))
             .path("etcd-keyfile", &key(pki_names::APISERVER_ETCD_CLIENT))

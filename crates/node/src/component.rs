@@ -58,18 +58,6 @@ pub trait Component: fmt::Debug + Send + Sync {
     }
 }
 
-/// Every component name, controller components first, in start order.
-pub const ALL_COMPONENTS: &[&str] = &[
-    etcd::NAME,
-    apiserver::NAME,
-    scheduler::NAME,
-    controller_manager::NAME,
-    containerd::NAME,
-    kubelet::NAME,
-    kube_proxy::NAME,
-    flannel::NAME,
-];
-
 /// The control plane: etcd, kube-apiserver, kube-scheduler, kube-controller-manager.
 pub fn controller_components() -> Vec<Box<dyn Component>> {
     vec![
@@ -102,7 +90,11 @@ pub fn filter_disabled(
     components: Vec<Box<dyn Component>>,
     disabled: &[String],
 ) -> Result<Vec<Box<dyn Component>>, NodeError> {
-    let known = || ALL_COMPONENTS.iter().chain(crate::stacks::SYSTEM_STACKS);
+    let known = || {
+        k0x_config::components::ALL
+            .iter()
+            .chain(crate::stacks::SYSTEM_STACKS)
+    };
     if let Some(unknown) = disabled.iter().find(|d| !known().any(|name| name == d)) {
         return Err(NodeError::UnknownComponent {
             name: unknown.clone(),
@@ -149,6 +141,8 @@ pub fn specs(components: &[Box<dyn Component>], ctx: &NodeContext) -> Result<Vec
 
 #[cfg(test)]
 mod tests {
+    use k0x_supervisor::Probe;
+
     use super::*;
 
     fn names(components: &[Box<dyn Component>]) -> Vec<&'static str> {
@@ -159,7 +153,20 @@ mod tests {
     fn lists_cover_every_component_in_start_order() {
         let mut all = controller_components();
         all.extend(worker_components(Default::default()));
-        assert_eq!(names(&all), ALL_COMPONENTS);
+        assert_eq!(names(&all), k0x_config::components::ALL);
+    }
+
+    #[test]
+    fn probe_timeouts_name_the_components_with_a_probe() {
+        let ctx = crate::test_support::context();
+        let mut all = controller_components();
+        all.extend(worker_components(NetworkProvider::Flannel));
+        let probed: Vec<&str> = all
+            .iter()
+            .filter(|c| !matches!(c.spec(&ctx).unwrap().readiness.probe, Probe::None))
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(probed, k0x_config::components::PROBED);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::cni::{self, BridgeNetwork, CniSetup, POD_CIDR_PLACEHOLDER};
 use crate::files::{DirSpec, RenderedFile};
 use crate::{Component, NodeContext, NodeError, paths};
 
-pub(crate) const NAME: &str = "containerd";
+pub(crate) const NAME: &str = k0x_config::components::CONTAINERD;
 
 /// The configuration format k0x writes, and the only one drop-ins may declare.
 const CONFIG_VERSION: i64 = 3;

@@ -12,7 +12,7 @@ use crate::contract::FlagContract;
 use crate::scheduler::health_probe;
 use crate::{Component, NodeContext, NodeError, apiserver};
 
-pub(crate) const NAME: &str = "kube-controller-manager";
+pub(crate) const NAME: &str = k0x_config::components::KUBE_CONTROLLER_MANAGER;
 
 /// The default secure (health) port of kube-controller-manager.
 const SECURE_PORT: u16 = 10257;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use k0x_config::layout::PRIVATE_DIR_MODE;
-use k0x_config::{pki_names, url_host};
+use k0x_config::{ClusterConfig, pki_names, url_host};
 use k0x_supervisor::{Probe, Spec};
 
 use crate::args::Flags;
@@ -16,7 +16,7 @@ use crate::files::DirSpec;
 use crate::net::parse_ip;
 use crate::{Component, EtcdMembership, NodeContext, NodeError};
 
-pub(crate) const NAME: &str = "etcd";
+pub(crate) const NAME: &str = k0x_config::components::ETCD;
 
 /// Backend quota: twice etcd's 2 GiB default for headroom on busy clusters, half of the 8 GiB
 /// etcd recommends as a maximum so small boards are not asked to map a huge file.
@@ -26,8 +26,8 @@ const QUOTA_BACKEND_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub(crate) struct Etcd;
 
 /// The client URL on loopback (`https://127.0.0.1:<clientPort>`), used by the apiserver and k0x.
-pub fn client_url(ctx: &NodeContext) -> String {
-    let port = ctx.config.spec.storage.etcd.client_port;
+pub fn client_url(config: &ClusterConfig) -> String {
+    let port = config.spec.storage.etcd.client_port;
     format!("https://{}:{port}", Ipv4Addr::LOCALHOST)
 }
 
@@ -46,7 +46,7 @@ impl Etcd {
     fn flags(ctx: &NodeContext) -> Result<Flags, NodeError> {
         let data = &ctx.data;
         let name = &ctx.node.name;
-        let client = client_url(ctx);
+        let client = client_url(&ctx.config);
         let peer = peer_url(ctx)?;
         let (initial_cluster, state) = match &ctx.etcd_membership {
             EtcdMembership::New => (format!("{name}={peer}"), "new"),

@@ -21,7 +21,7 @@ use crate::args::Flags;
 use crate::files::{DirSpec, RenderedFile};
 use crate::{Component, NodeContext, NodeError, kubelet, paths};
 
-pub(crate) const NAME: &str = "flannel";
+pub(crate) const NAME: &str = k0x_config::components::FLANNEL;
 
 /// flannel's backend: vxlan works on any network that carries UDP between the nodes.
 const BACKEND: &str = "vxlan";

@@ -20,7 +20,7 @@ use crate::args::Flags;
 use crate::files::RenderedFile;
 use crate::{Component, NodeContext, NodeError, apiserver, paths};
 
-pub(crate) const NAME: &str = "kube-proxy";
+pub(crate) const NAME: &str = k0x_config::components::KUBE_PROXY;
 
 /// Where kube-proxy answers health checks (plain HTTP, loopback only); upstream's port.
 const HEALTHZ_PORT: u16 = 10256;

@@ -23,7 +23,7 @@ use crate::args::Flags;
 use crate::files::{DirSpec, RenderedFile};
 use crate::{Component, NodeContext, NodeError, containerd, paths};
 
-pub(crate) const NAME: &str = "kubelet";
+pub(crate) const NAME: &str = k0x_config::components::KUBELET;
 
 /// The taint kubeadm puts on control-plane nodes.
 const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";

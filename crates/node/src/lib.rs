@@ -61,13 +61,14 @@ pub mod stacks;
 pub use cgroups::CgroupDriver;
 pub use cni::{CniSetup, cni_setup, missing_cni_plugins};
 pub use component::{
-    ALL_COMPONENTS, Component, controller_components, filter_disabled, missing_binary, specs,
-    worker_components,
+    Component, controller_components, filter_disabled, missing_binary, specs, worker_components,
 };
 pub use context::{EtcdMembership, NodeContext, NodeFacts};
 pub use error::NodeError;
 pub use files::{DirSpec, RenderedFile};
 pub use images::{import_pod_images, import_sandbox_image};
+/// Every component name, controller components first, in start order.
+pub use k0x_config::components::ALL as ALL_COMPONENTS;
 
 pub use apiserver::service_account_issuer;
 pub use containerd::containerd_config;

@@ -11,7 +11,7 @@ use crate::args::Flags;
 use crate::contract::FlagContract;
 use crate::{Component, NodeContext, NodeError, apiserver};
 
-pub(crate) const NAME: &str = "kube-scheduler";
+pub(crate) const NAME: &str = k0x_config::components::KUBE_SCHEDULER;
 
 /// The default secure (health) port of kube-scheduler.
 const SECURE_PORT: u16 = 10259;

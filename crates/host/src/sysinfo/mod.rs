@@ -113,15 +113,25 @@ pub struct Options {
     pub ports: Vec<(u16, &'static str)>,
 }
 
-/// Ports the controller components listen on by default.
-pub const CONTROLLER_PORTS: [(u16, &str); 6] = [
-    (2379, "etcd client"),
-    (2380, "etcd peer"),
-    (6443, "kube-apiserver"),
-    (9443, "k0x join API"),
+/// Ports of the controller components that no setting moves.
+pub const FIXED_CONTROLLER_PORTS: [(u16, &str); 2] = [
     (10257, "kube-controller-manager"),
     (10259, "kube-scheduler"),
 ];
+
+/// Ports the controller components listen on with this configuration: the configured ones
+/// (etcd's client and peer ports, the apiserver's, the join API's), then the fixed ones.
+pub fn controller_ports(spec: &k0x_config::schema::Spec) -> Vec<(u16, &'static str)> {
+    let mut ports = vec![
+        (spec.storage.etcd.client_port, "etcd client"),
+        (spec.storage.etcd.peer_port, "etcd peer"),
+        (spec.api.port, "kube-apiserver"),
+        (spec.api.k0x_api_port, "k0x join API"),
+    ];
+    ports.extend(FIXED_CONTROLLER_PORTS);
+    ports
+}
+
 /// Ports the worker components listen on by default.
 pub const WORKER_PORTS: [(u16, &str); 3] = [
     (10250, "kubelet"),
@@ -134,7 +144,7 @@ impl Options {
     pub fn new(data_dir: DataDir, controller: bool, worker: bool) -> Self {
         let mut ports = Vec::new();
         if controller {
-            ports.extend(CONTROLLER_PORTS);
+            ports.extend(controller_ports(&k0x_config::ClusterConfig::default().spec));
         }
         if worker {
             ports.extend(WORKER_PORTS);
@@ -311,6 +321,19 @@ mod tests {
         host.remove("/proc/sys/net/bridge/bridge-nf-call-iptables");
         host.remove("/proc/sys/net/bridge/bridge-nf-call-ip6tables");
         host
+    }
+
+    #[test]
+    fn controller_ports_follow_the_configuration() {
+        let defaults: Vec<u16> = options(true, false).ports.iter().map(|p| p.0).collect();
+        assert_eq!(defaults, [2379, 2380, 6443, 9443, 10257, 10259]);
+        let mut spec = k0x_config::ClusterConfig::default().spec;
+        spec.storage.etcd.client_port = 12379;
+        spec.api.k0x_api_port = 19443;
+        let ports = controller_ports(&spec);
+        assert_eq!(ports[0], (12379, "etcd client"));
+        assert_eq!(ports[3], (19443, "k0x join API"));
+        assert_eq!(ports[4..], FIXED_CONTROLLER_PORTS);
     }
 
     fn nothing_written(host: &FakeHost) -> bool {
