@@ -20,10 +20,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    ClusterNode, IMAGE, apply, kill_hard, ready_nodes, running_pod, voters, wait_for,
-    wait_nodes_ready, worker_token,
+    ClusterNode, IMAGE, apply, kill_hard, nodes_on, ready_nodes, running_pod,
+    three_controllers_and_a_worker, wait_for, wait_nodes_ready, worker_token,
 };
-use common::{K0X, stdout};
 use k0x_testkit::hosts::{Host, Network};
 
 const BENCH: &str = "bench-cluster";
@@ -39,11 +38,7 @@ fn median(samples: &mut [f64]) -> f64 {
 
 /// The nodes of `hosts`, or `None` (with a line) when the bench cannot run here.
 fn nodes(hosts: &[Host]) -> Option<Vec<ClusterNode>> {
-    let busybox = k0x_testkit::find_binary("busybox")?;
-    hosts
-        .iter()
-        .map(|host| ClusterNode::new(host, BENCH, &busybox))
-        .collect()
+    nodes_on(hosts, BENCH, &k0x_testkit::find_binary("busybox")?)
 }
 
 /// The sender's command: `dd | nc` to `address`, under busybox `time -p`.
@@ -167,32 +162,10 @@ fn controller_loss() {
     let Some(mut nodes) = nodes(network.hosts()) else {
         return;
     };
-    let [first, second, third, worker] = nodes.as_mut_slice() else {
+    three_controllers_and_a_worker(&mut nodes);
+    let [first, .., worker] = nodes.as_mut_slice() else {
         unreachable!()
     };
-    first.start(&["server"]);
-    let token = wait_for(|| {
-        let output = first.run(K0X, &["token", "create", "--role", "controller"]);
-        output.status.success().then(|| stdout(&output))
-    })
-    .expect("a controller token");
-    for (controller, voting) in [(&mut *second, 2), (&mut *third, 3)] {
-        let file = controller.token_file(&token);
-        controller.start(&["server", "--token-file", file]);
-        wait_for(|| (voters(first) == voting).then_some(())).expect("a new voter");
-    }
-    let token = worker_token(first);
-    let file = worker.token_file(&token);
-    worker.start(&["worker", "--token-file", file]);
-    wait_nodes_ready(first, &["wrk-1"], &[first, worker]);
-    let log = worker.log_path();
-    wait_for(|| {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines()
-            .any(|l| l.contains("apiservers now") && l.matches(":6443").count() == 3)
-            .then_some(())
-    })
-    .expect("the balancer lists three apiservers");
     let answers = || {
         let kubectl = "/var/lib/k0x/bin/kubectl";
         let args = [

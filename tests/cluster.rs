@@ -11,8 +11,9 @@ use std::fs;
 use std::time::Duration;
 
 use common::cluster::{
-    ClusterNode, apply, deployment_available, http_from, kill_hard, ready_nodes, running_pod,
-    server_pod, voters, wait_for, wait_nodes_ready, worker_token,
+    ClusterNode, apply, deployment_available, http_from, kill_hard, nodes_on, ready_nodes,
+    running_pod, server_pod, three_controllers_and_a_worker, voters, wait_for, wait_nodes_ready,
+    worker_token,
 };
 use common::{K0X, stderr, stdout};
 use k0x_testkit::hosts::{Host, Network};
@@ -163,50 +164,13 @@ fn three_controllers_keep_the_cluster_when_one_is_killed() {
     let _fixed_ports = k0x_testkit::lock_fixed_ports();
     let network = Network::create(&["ctl-1", "ctl-2", "ctl-3", "wrk-1"]).unwrap();
     let busybox = &tools[0];
-    let mut nodes: Vec<ClusterNode> = Vec::new();
-    for host in network.hosts() {
-        let Some(node) = ClusterNode::new(host, test, busybox) else {
-            return;
-        };
-        nodes.push(node);
-    }
+    let Some(mut nodes) = nodes_on(network.hosts(), test, busybox) else {
+        return;
+    };
+    three_controllers_and_a_worker(&mut nodes);
     let [first, second, third, worker] = nodes.as_mut_slice() else {
         unreachable!()
     };
-    first.start(&["server"]);
-    let token = wait_for(|| {
-        let output = first.run(K0X, &["token", "create", "--role", "controller"]);
-        output.status.success().then(|| stdout(&output))
-    })
-    .unwrap_or_else(|| panic!("no controller token: {}", first.log_tail()));
-    // Both at once: etcd takes one learner at a time, so one waits for the other's promotion.
-    for controller in [&mut *second, &mut *third] {
-        let file = controller.token_file(&token);
-        controller.start(&["server", "--token-file", file]);
-    }
-    let joined = wait_for(|| (voters(first) == 3).then_some(()));
-    assert!(
-        joined.is_some(),
-        "three voters never formed:\n{}\n{}",
-        second.log_tail(),
-        third.log_tail()
-    );
-    let token = worker_token(first);
-    let file = worker.token_file(&token);
-    worker.start(&["worker", "--token-file", file]);
-    wait_nodes_ready(first, &["wrk-1"], &[first, worker]);
-    // The worker's balancer learns all three apiservers from the cluster.
-    let learned = wait_for(|| {
-        let log = fs::read_to_string(worker.log_path()).unwrap_or_default();
-        log.lines()
-            .any(|l| l.contains("apiservers now") && l.matches(":6443").count() == 3)
-            .then_some(())
-    });
-    assert!(
-        learned.is_some(),
-        "the balancer never listed 3 apiservers: {}",
-        worker.log_tail()
-    );
     assert!(
         deployment_available(first, "before"),
         "the first Deployment never became Available"

@@ -118,15 +118,7 @@ fn run_deployment(node: &Node) {
     std::fs::write(&path, deployment_manifest().to_string()).unwrap();
     let apply = kubectl(node, &["apply", "-f", &path.display().to_string()]);
     assert!(apply.status.success(), "apply: {}", stderr(&apply));
-    let available = kubectl(
-        node,
-        &[
-            "wait",
-            "--for=condition=Available",
-            &format!("deployment/{DEPLOYMENT}"),
-            "--timeout=120s",
-        ],
-    );
+    let available = common::wait_available(node, DEPLOYMENT);
     assert!(
         available.status.success(),
         "the Deployment never became Available: {}\n{}",
@@ -302,15 +294,7 @@ fn killed_components_come_back(node: &Node) {
             "{name} did not come back after kill -9:\n{}",
             node.log()
         );
-        let available = kubectl(
-            node,
-            &[
-                "wait",
-                "--for=condition=Available",
-                &format!("deployment/{DEPLOYMENT}"),
-                "--timeout=120s",
-            ],
-        );
+        let available = common::wait_available(node, DEPLOYMENT);
         assert!(
             available.status.success(),
             "the Deployment is not Available after kill -9 of {name}: {}",
@@ -348,15 +332,7 @@ fn frozen_apiserver_is_degraded_then_restarted(node: &Node) {
         "a frozen {name} was not restarted:\n{}",
         node.log()
     );
-    let available = kubectl(
-        node,
-        &[
-            "wait",
-            "--for=condition=Available",
-            &format!("deployment/{DEPLOYMENT}"),
-            "--timeout=120s",
-        ],
-    );
+    let available = common::wait_available(node, DEPLOYMENT);
     assert!(
         available.status.success(),
         "the Deployment is not Available after {name} was frozen: {}",

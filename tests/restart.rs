@@ -55,15 +55,7 @@ fn run_deployment(node: &Node) {
 }
 
 fn wait_available(node: &Node) {
-    let available = kubectl(
-        node,
-        &[
-            "wait",
-            "--for=condition=Available",
-            &format!("deployment/{DEPLOYMENT}"),
-            "--timeout=120s",
-        ],
-    );
+    let available = common::wait_available(node, DEPLOYMENT);
     assert!(
         available.status.success(),
         "the Deployment is not Available: {}\n{}",

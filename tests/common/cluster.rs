@@ -146,6 +146,14 @@ impl Drop for ClusterNode {
     }
 }
 
+/// One node per host, or `None` when the test must be skipped (a failure in strict mode).
+pub fn nodes_on(hosts: &[Host], test: &str, busybox: &Path) -> Option<Vec<ClusterNode>> {
+    hosts
+        .iter()
+        .map(|host| ClusterNode::new(host, test, busybox))
+        .collect()
+}
+
 /// Polls `check` until it gives a value, at most [`PATIENCE`].
 pub fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + PATIENCE;
@@ -287,4 +295,52 @@ pub fn deployment_available(via: &ClusterNode, name: &str) -> bool {
     ])
     .status
     .success()
+}
+
+/// A controller token from `controller` (retried while its join API comes up).
+pub fn controller_token(controller: &ClusterNode) -> String {
+    wait_for(|| {
+        let output = controller.run(K0X, &["token", "create", "--role", "controller"]);
+        output.status.success().then(|| stdout(&output))
+    })
+    .unwrap_or_else(|| panic!("no controller token: {}", controller.log_tail()))
+}
+
+/// Three controllers and a worker on `nodes` (in that order): the first starts the cluster, the
+/// other two join at once (etcd takes one learner at a time, so one waits for the other's
+/// promotion), the worker joins and is Ready, and its load balancer lists all three
+/// apiservers.
+pub fn three_controllers_and_a_worker(nodes: &mut [ClusterNode]) {
+    let [first, second, third, worker] = nodes else {
+        panic!("three controllers and a worker, not {} nodes", nodes.len())
+    };
+    first.start(&["server"]);
+    let token = controller_token(first);
+    for controller in [&mut *second, &mut *third] {
+        let file = controller.token_file(&token);
+        controller.start(&["server", "--token-file", file]);
+    }
+    let joined = wait_for(|| (voters(first) == 3).then_some(()));
+    assert!(
+        joined.is_some(),
+        "three voters never formed:\n{}\n{}",
+        second.log_tail(),
+        third.log_tail()
+    );
+    let token = worker_token(first);
+    let file = worker.token_file(&token);
+    worker.start(&["worker", "--token-file", file]);
+    let name = worker.host.hostname.clone();
+    wait_nodes_ready(first, &[&name], &[first, worker]);
+    let learned = wait_for(|| {
+        let log = fs::read_to_string(worker.log_path()).unwrap_or_default();
+        log.lines()
+            .any(|l| l.contains("apiservers now") && l.matches(":6443").count() == 3)
+            .then_some(())
+    });
+    assert!(
+        learned.is_some(),
+        "the balancer never listed 3 apiservers: {}",
+        worker.log_tail()
+    );
 }

@@ -584,6 +584,20 @@ pub fn kubectl(node: &Node, args: &[&str]) -> Output {
     node.k0x().arg("kubectl").args(args).output().unwrap()
 }
 
+/// `kubectl wait` (up to 120 s) for Deployment `name` to be Available.
+pub fn wait_available(node: &Node, name: &str) -> Output {
+    let target = format!("deployment/{name}");
+    kubectl(
+        node,
+        &[
+            "wait",
+            "--for=condition=Available",
+            &target,
+            "--timeout=120s",
+        ],
+    )
+}
+
 /// The test host's disk may be fuller than the kubelet's default eviction thresholds allow (it
 /// would then taint the node with disk-pressure): a test node only needs a little room.
 pub fn relax_eviction(node: &Node) {
