@@ -24,7 +24,11 @@ fn install_worker_below_a_root_then_reset_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let token = dir.path().join("worker.token");
-    fs::write(&token, format!("{}\n", join_token(k0x_join::Role::Worker))).unwrap();
+    fs::write(
+        &token,
+        format!("{}\n", join_token(k0x_join::TokenRole::Worker)),
+    )
+    .unwrap();
     fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
     let root_arg = root.to_str().unwrap();
     let out = k0x(&[
@@ -110,7 +114,7 @@ fn install_worker_below_a_root_then_reset_removes_it() {
 }
 
 /// A well-formed join token of `role` (for a controller nobody runs).
-fn join_token(role: k0x_join::Role) -> String {
+fn join_token(role: k0x_join::TokenRole) -> String {
     k0x_join::Token::generate(role, vec!["https://127.0.0.1:1".into()], "ab".repeat(32)).encode()
 }
 
@@ -127,10 +131,10 @@ fn install_refuses_what_the_unit_would_fail_on() {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         path.to_str().unwrap().to_owned()
     };
-    let worker = join_token(k0x_join::Role::Worker);
+    let worker = join_token(k0x_join::TokenRole::Worker);
     let truncated = file("truncated", &worker[..worker.len() / 2]);
     let garbled = file("garbled", &worker.replacen('e', "!", 3));
-    let controller_token = file("controller", &join_token(k0x_join::Role::Controller));
+    let controller_token = file("controller", &join_token(k0x_join::TokenRole::Controller));
     let worker_token = file("worker", &worker);
     // The configuration the unit will read: --config on the installed system, below --root.
     fs::create_dir_all(root.join("etc/k0x")).unwrap();

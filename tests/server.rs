@@ -444,7 +444,7 @@ fn a_refused_start_unpacks_no_payload() {
     node.edit_config("    address: cp.example.com\n", "    address: \"\"\n");
 
     let token = k0x_join::Token::generate(
-        k0x_join::Role::Controller,
+        k0x_join::TokenRole::Controller,
         vec!["https://127.0.0.1:1".into()],
         "00".repeat(32),
     );

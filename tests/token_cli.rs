@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::success_stdout as stdout;
 use k0x_etcd::testing::TestEtcd;
 use k0x_join::admin::{self, TokenAdmin};
-use k0x_join::{Role, Token, TokenStore};
+use k0x_join::{Token, TokenRole, TokenStore};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
@@ -36,7 +36,7 @@ async fn token_commands_talk_to_the_admin_socket() {
 
     let created = k0x(run_dir.path(), &["token", "create", "--role", "worker"]).await;
     let token = Token::parse(&stdout(&created)).unwrap();
-    assert_eq!(token.role, Role::Worker);
+    assert_eq!(token.role, TokenRole::Worker);
     assert!(created.stderr.is_empty(), "unexpected warning");
 
     let forever = k0x(

@@ -9,7 +9,7 @@ use k0x_config::layout::DEFAULT_CONFIG_FILE;
 use k0x_host::install::{
     Change, ControllerWorker, InstallRequest, Passthrough, controller_args, install, worker_args,
 };
-use k0x_host::units::{InitSystem, Role};
+use k0x_host::units::{InitSystem, UnitRole};
 
 use crate::cli::{GlobalArgs, HostFixesArg};
 use crate::cmd::server::{NodeToken, check_disabled};
@@ -99,7 +99,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
             let token = NodeToken {
                 argument: None,
                 file: c.token_file.as_deref(),
-                role: k0x_join::Role::Controller,
+                role: k0x_join::TokenRole::Controller,
                 wrong_role_hint: "`k0x install controller --token-file` takes a token from \
                                   `k0x token create --role controller`; install a worker with \
                                   `k0x install worker`",
@@ -111,20 +111,20 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
                 token.is_some(),
                 &passthrough,
             );
-            (Role::Controller, args, token)
+            (UnitRole::Controller, args, token)
         }
         InstallRole::Worker(w) => {
             check_unit_config(&absolute(&global.config), &w.common.root)?;
             let token = NodeToken {
                 argument: None,
                 file: Some(&w.token_file),
-                role: k0x_join::Role::Worker,
+                role: k0x_join::TokenRole::Worker,
                 wrong_role_hint: "`k0x install worker` needs a token from `k0x token create \
                                   --role worker`; install a controller with `k0x install \
                                   controller --token-file`",
             }
             .load()?;
-            (Role::Worker, worker_args(&passthrough), token)
+            (UnitRole::Worker, worker_args(&passthrough), token)
         }
     };
     // The unit reads the token back from its own file: store it as `k0x worker` parses it.

@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
     let token = NodeToken {
         argument: args.token.as_deref(),
         file: args.token_file.as_deref(),
-        role: k0x_join::Role::Controller,
+        role: k0x_join::TokenRole::Controller,
         wrong_role_hint: "`k0x server` joins with a token from `k0x token create --role \
                           controller` (use `k0x worker` for a worker token)",
     };
@@ -65,7 +65,7 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
 pub struct NodeToken<'a> {
     pub argument: Option<&'a str>,
     pub file: Option<&'a Path>,
-    pub role: k0x_join::Role,
+    pub role: k0x_join::TokenRole,
     pub wrong_role_hint: &'a str,
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use k0x_join::Role;
+use k0x_join::TokenRole;
 use k0x_join::admin::{AdminClient, parse_expiry};
 use k0x_join::store::{TokenInfo, unix_now};
 
@@ -22,7 +22,7 @@ enum TokenCommand {
     Create {
         /// What the token lets a node join as.
         #[arg(long, value_enum)]
-        role: RoleArg,
+        role: TokenRoleArg,
         /// Validity: e.g. 24h, 30m, 7d, 1h30m; 0 never expires (not recommended).
         #[arg(long, default_value = "24h")]
         expiry: String,
@@ -42,16 +42,16 @@ enum TokenCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum RoleArg {
+enum TokenRoleArg {
     Worker,
     Controller,
 }
 
-impl From<RoleArg> for Role {
-    fn from(role: RoleArg) -> Self {
+impl From<TokenRoleArg> for TokenRole {
+    fn from(role: TokenRoleArg) -> Self {
         match role {
-            RoleArg::Worker => Self::Worker,
-            RoleArg::Controller => Self::Controller,
+            TokenRoleArg::Worker => Self::Worker,
+            TokenRoleArg::Controller => Self::Controller,
         }
     }
 }
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<()> {
 }
 
 #[allow(clippy::print_stdout)]
-async fn create(client: &AdminClient, role: RoleArg, expiry: &str) -> anyhow::Result<()> {
+async fn create(client: &AdminClient, role: TokenRoleArg, expiry: &str) -> anyhow::Result<()> {
     let expiry = parse_expiry(expiry)?;
     let created = client.create_token(role.into(), expiry).await?;
     if let Some(warning) = &created.warning {

@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
     let token = NodeToken {
         argument: args.token.as_deref(),
         file: args.token_file.as_deref(),
-        role: k0x_join::Role::Worker,
+        role: k0x_join::TokenRole::Worker,
         wrong_role_hint: "`k0x worker` needs one from `k0x token create --role worker`",
     };
     run_node(

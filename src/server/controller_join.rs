@@ -360,7 +360,7 @@ mod tests {
     /// A token naming a join API that does not exist: any attempt to use it fails.
     fn unusable_token() -> Token {
         Token::generate(
-            k0x_join::Role::Controller,
+            k0x_join::TokenRole::Controller,
             vec!["https://127.0.0.1:1".into()],
             "00".repeat(32),
         )

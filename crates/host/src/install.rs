@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use k0x_config::layout;
 use serde::Serialize;
 
-use crate::units::{InitSystem, RenderError, Role, render_unit};
+use crate::units::{InitSystem, RenderError, UnitRole, render_unit};
 use k0x_config::fsutil::write_atomic;
 
 /// Where `k0x install worker` stores the join token on the host (mode 0600).
@@ -21,10 +21,10 @@ pub const WORKER_TOKEN_PATH: &str = "/etc/k0x/worker-token";
 pub const CONTROLLER_TOKEN_PATH: &str = "/etc/k0x/controller-token";
 
 /// The host path of the join token file of `role`.
-pub fn token_path(role: Role) -> &'static str {
+pub fn token_path(role: UnitRole) -> &'static str {
     match role {
-        Role::Controller => CONTROLLER_TOKEN_PATH,
-        Role::Worker => WORKER_TOKEN_PATH,
+        UnitRole::Controller => CONTROLLER_TOKEN_PATH,
+        UnitRole::Worker => WORKER_TOKEN_PATH,
     }
 }
 
@@ -123,12 +123,12 @@ pub struct InstallRequest {
     /// Filesystem root the files go below (`/` on a real host).
     pub root: PathBuf,
     pub init: InitSystem,
-    pub role: Role,
+    pub role: UnitRole,
     /// The k0x executable the unit runs.
     pub binary: PathBuf,
     /// Arguments after the binary, from [`controller_args`] or [`worker_args`].
     pub args: Vec<String>,
-    /// The join token to store (required for [`Role::Worker`], optional for a controller).
+    /// The join token to store (required for [`UnitRole::Worker`], optional for a controller).
     pub token: Option<String>,
     /// Replace files that exist with different content.
     pub force: bool,
@@ -162,7 +162,7 @@ pub enum InstallError {
     #[error("cannot write {}: {source}; check that the directory is writable (run as root)", path.display())]
     Write { path: PathBuf, source: io::Error },
     #[error("cannot render the {role:?} unit: {source}")]
-    Render { role: Role, source: RenderError },
+    Render { role: UnitRole, source: RenderError },
 }
 
 /// Writes the unit (and token) below `request.root`. Checks every file first, writes after.
@@ -178,7 +178,7 @@ pub fn install(request: &InstallRequest) -> Result<Vec<InstalledFile>, InstallEr
         unit.into_bytes(),
         request.init.unit_mode(),
     )];
-    if request.role == Role::Worker && request.token.is_none() {
+    if request.role == UnitRole::Worker && request.token.is_none() {
         return Err(InstallError::TokenMissing);
     }
     if let Some(token) = &request.token {
@@ -277,7 +277,7 @@ mod tests {
         InstallRequest {
             root: root.into(),
             init: InitSystem::Systemd,
-            role: Role::Worker,
+            role: UnitRole::Worker,
             binary: "/usr/local/bin/k0x".into(),
             args: worker_args(&Passthrough::default()),
             token: Some(token.into()),
@@ -406,7 +406,7 @@ mod tests {
     fn a_joining_controller_gets_its_token_file() {
         let root = tempfile::tempdir().unwrap();
         let request = InstallRequest {
-            role: Role::Controller,
+            role: UnitRole::Controller,
             args: controller_args(ControllerWorker::No, &[], true, &Passthrough::default()),
             ..worker_request(root.path(), "k0x1.ctl")
         };

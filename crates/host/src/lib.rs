@@ -9,7 +9,7 @@
 //!   anything: the safe fixes until reboot, then the fatal checks.
 //! - [`reset`]: removes what k0x created (processes, mounts, dirs, CNI bridge and chains, units).
 //!
-//! Host side effects of the checks go through the [`sysinfo::Host`] trait so every check is
+//! Host side effects of the checks go through the [`sysinfo::SysinfoHost`] trait so every check is
 //! tested against fakes as well as against this machine.
 
 pub mod install;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::units::{InitSystem, Role};
+use crate::units::{InitSystem, UnitRole};
 
 /// Start or stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +71,13 @@ pub fn reload_systemd() -> Result<(), ServiceError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstalledUnit {
     pub init: InitSystem,
-    pub role: Role,
+    pub role: UnitRole,
     pub path: PathBuf,
 }
 
 /// Every k0x unit installed below `root`, controller first.
 pub fn installed_units(root: &Path) -> Vec<InstalledUnit> {
-    Role::ALL
+    UnitRole::ALL
         .into_iter()
         .flat_map(|role| {
             [InitSystem::Systemd, InitSystem::OpenRc]
@@ -97,7 +97,7 @@ pub fn run(action: Action) -> Result<Vec<InstalledUnit>, ServiceError> {
     let units = installed_units(Path::new("/"));
     if units.is_empty() {
         return Err(ServiceError::NotInstalled(
-            Role::ALL
+            UnitRole::ALL
                 .into_iter()
                 .flat_map(|role| {
                     [InitSystem::Systemd, InitSystem::OpenRc]
@@ -175,7 +175,7 @@ mod tests {
             installed_units(root.path()),
             [InstalledUnit {
                 init: InitSystem::Systemd,
-                role: Role::Worker,
+                role: UnitRole::Worker,
                 path: unit
             }]
         );

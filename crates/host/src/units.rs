@@ -15,27 +15,27 @@ const OPENRC: &str = include_str!("../../../systemd/k0xcontroller.openrc");
 /// What a unit runs: `k0x server` or `k0x worker`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum UnitRole {
     Controller,
     Worker,
 }
 
-impl Role {
+impl UnitRole {
     /// Every role, in the order `k0x start` acts on them.
-    pub const ALL: [Role; 2] = [Role::Controller, Role::Worker];
+    pub const ALL: [UnitRole; 2] = [UnitRole::Controller, UnitRole::Worker];
 
     /// The service name (`k0xcontroller`, `k0xworker`), as used with systemctl and journalctl.
     pub fn service_name(self) -> &'static str {
         match self {
-            Role::Controller => "k0xcontroller",
-            Role::Worker => "k0xworker",
+            UnitRole::Controller => "k0xcontroller",
+            UnitRole::Worker => "k0xworker",
         }
     }
 
     fn description(self) -> &'static str {
         match self {
-            Role::Controller => "k0x controller: single-binary Kubernetes control plane",
-            Role::Worker => "k0x worker: single-binary Kubernetes node",
+            UnitRole::Controller => "k0x controller: single-binary Kubernetes control plane",
+            UnitRole::Worker => "k0x worker: single-binary Kubernetes node",
         }
     }
 }
@@ -50,7 +50,7 @@ pub enum InitSystem {
 
 impl InitSystem {
     /// Where the unit of `role` lives, relative to the filesystem root.
-    pub fn unit_path(self, role: Role) -> String {
+    pub fn unit_path(self, role: UnitRole) -> String {
         match self {
             InitSystem::Systemd => format!("etc/systemd/system/{}.service", role.service_name()),
             InitSystem::OpenRc => format!("etc/init.d/{}", role.service_name()),
@@ -58,7 +58,7 @@ impl InitSystem {
     }
 
     /// The link that starts the unit at boot (what `systemctl enable` / `rc-update add` create).
-    pub fn boot_link(self, role: Role) -> String {
+    pub fn boot_link(self, role: UnitRole) -> String {
         match self {
             InitSystem::Systemd => format!(
                 "etc/systemd/system/multi-user.target.wants/{}.service",
@@ -115,7 +115,7 @@ pub fn render(template: &str, values: &[(&str, &str)]) -> Result<String, RenderE
 /// Renders the unit of `role` for `init`, running `binary` with `args`.
 pub fn render_unit(
     init: InitSystem,
-    role: Role,
+    role: UnitRole,
     binary: &Path,
     args: &[String],
 ) -> Result<String, RenderError> {
@@ -123,8 +123,8 @@ pub fn render_unit(
     match init {
         InitSystem::Systemd => {
             let template = match role {
-                Role::Controller => CONTROLLER_SYSTEMD,
-                Role::Worker => WORKER_SYSTEMD,
+                UnitRole::Controller => CONTROLLER_SYSTEMD,
+                UnitRole::Worker => WORKER_SYSTEMD,
             };
             let exec_start = systemd_command_line(&bin, args);
             render(
@@ -218,7 +218,7 @@ mod tests {
     fn controller_unit_carries_the_install_flags() {
         let unit = render_unit(
             InitSystem::Systemd,
-            Role::Controller,
+            UnitRole::Controller,
             Path::new("/usr/local/bin/k0x"),
             &args(&["server", "--enable-worker", "--data-dir", "/srv/k 0x"]),
         )
@@ -252,7 +252,7 @@ mod tests {
     fn openrc_script_quotes_and_refuses_shell_syntax() {
         let script = render_unit(
             InitSystem::OpenRc,
-            Role::Worker,
+            UnitRole::Worker,
             Path::new("/usr/bin/k0x"),
             &args(&["worker", "--token-file", "/etc/k0x/worker token"]),
         )

@@ -10,7 +10,7 @@ use std::process::Command;
 use common::ScratchNetns;
 use k0x_config::DataDir;
 use k0x_host::sysinfo::{Options, RealHost, Report, Status, fix, run_checks};
-use k0x_host::units::{InitSystem, Role, render_unit};
+use k0x_host::units::{InitSystem, UnitRole, render_unit};
 
 fn status_of(report: &Report, id: &str) -> Status {
     report
@@ -44,10 +44,10 @@ fn systemd_analyze_accepts_the_rendered_units() {
     let dir = tempfile::tempdir().unwrap();
     // The ExecStart binary must exist and be executable; this test executable is.
     let binary = std::env::current_exe().unwrap();
-    for role in Role::ALL {
+    for role in UnitRole::ALL {
         let args: Vec<String> = match role {
-            Role::Controller => vec!["server".into(), "--enable-worker".into()],
-            Role::Worker => vec![
+            UnitRole::Controller => vec!["server".into(), "--enable-worker".into()],
+            UnitRole::Worker => vec![
                 "worker".into(),
                 "--token-file".into(),
                 "/etc/k0x/worker-token".into(),
@@ -78,7 +78,7 @@ fn the_openrc_script_is_valid_shell() {
     ];
     let script = render_unit(
         InitSystem::OpenRc,
-        Role::Controller,
+        UnitRole::Controller,
         Path::new("/usr/bin/k0x"),
         &args,
     )

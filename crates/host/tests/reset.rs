@@ -13,7 +13,7 @@ use common::ScratchNetns;
 use k0x_config::{DataDir, RunDir};
 use k0x_host::install::{InstallRequest, install, worker_args};
 use k0x_host::reset::{ResetError, ResetOptions, Step, plan, reset};
-use k0x_host::units::{InitSystem, Role};
+use k0x_host::units::{InitSystem, UnitRole};
 use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{MsFlags, mount};
 
@@ -194,7 +194,7 @@ fn reset_scenario_in_netns() {
     install(&InstallRequest {
         root: root.clone(),
         init: InitSystem::Systemd,
-        role: Role::Worker,
+        role: UnitRole::Worker,
         binary: "/usr/local/bin/k0x".into(),
         args: worker_args(&Default::default()),
         token: Some("k0x1.test".into()),

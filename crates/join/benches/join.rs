@@ -23,7 +23,7 @@ use k0x_config::DataDir;
 use k0x_etcd::testing::TestEtcd;
 use k0x_join::material::write_worker_files;
 use k0x_join::ratelimit::RateLimit;
-use k0x_join::{JoinClient, Role, Token};
+use k0x_join::{JoinClient, Token, TokenRole};
 
 const LATENCY_RUNS: usize = 20;
 const CONCURRENT: usize = 200;
@@ -43,7 +43,7 @@ async fn main() {
 
 async fn latency(etcd: &TestEtcd, api: &JoinApi) {
     let token = api
-        .token(etcd, Role::Worker, Duration::from_secs(3600))
+        .token(etcd, TokenRole::Worker, Duration::from_secs(3600))
         .await
         .encode();
     let mut baseline = Vec::new();
@@ -85,7 +85,7 @@ async fn concurrent(etcd: &TestEtcd, api: &JoinApi) {
     let mut tokens = Vec::new();
     for _ in 0..10 {
         tokens.push(
-            api.token(etcd, Role::Worker, Duration::from_secs(3600))
+            api.token(etcd, TokenRole::Worker, Duration::from_secs(3600))
                 .await,
         );
     }

@@ -27,7 +27,7 @@ use crate::Error;
 use crate::api::ErrorResponse;
 use crate::http::{self, HttpResponse, Refusal, json_response, read_json};
 use crate::store::{StoreError, TokenInfo, TokenStore};
-use crate::token::Role;
+use crate::token::TokenRole;
 
 pub const PATH_TOKENS: &str = "/v1/tokens";
 pub const PATH_INVALIDATE: &str = "/v1/tokens/invalidate";
@@ -35,7 +35,7 @@ pub const PATH_INVALIDATE: &str = "/v1/tokens/invalidate";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTokenRequest {
-    pub role: Role,
+    pub role: TokenRole,
     /// Validity in seconds; 0 never expires.
     pub expiry_seconds: u64,
 }
@@ -250,7 +250,7 @@ impl AdminClient {
 
     pub async fn create_token(
         &self,
-        role: Role,
+        role: TokenRole,
         expiry: Duration,
     ) -> Result<CreateTokenResponse, AdminError> {
         let request = CreateTokenRequest {

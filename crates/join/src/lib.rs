@@ -31,4 +31,4 @@ pub use error::Error;
 pub use server::{JoinServer, JoinServerConfig};
 pub use signer::CsrSigner;
 pub use store::{NodeRegistry, TokenStore};
-pub use token::{Role, Token, TokenError};
+pub use token::{Token, TokenError, TokenRole};

@@ -32,7 +32,7 @@ use crate::http::{self, HEADER_TIMEOUT, HttpResponse, Refusal, json_response, re
 use crate::ratelimit::{FailureLimiter, RateLimit};
 use crate::signer::{self, CsrSigner};
 use crate::store::{AuthError, NodeError, NodeRegistry, TokenStore};
-use crate::token::Role;
+use crate::token::TokenRole;
 
 /// How long one promote request waits for the learner before answering 409.
 const PROMOTE_WAIT: Retry = Retry {
@@ -205,7 +205,7 @@ async fn authenticate(
     state: &State,
     source: IpAddr,
     request: &Request<Incoming>,
-    role: Role,
+    role: TokenRole,
 ) -> Result<String, Refusal> {
     if !state.limiter.allows(source) {
         return Err(Refusal::new(
@@ -231,7 +231,7 @@ async fn join_worker(
     source: IpAddr,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Refusal> {
-    let token_id = authenticate(state, source, &request, Role::Worker).await?;
+    let token_id = authenticate(state, source, &request, TokenRole::Worker).await?;
     let with_id = |mut refusal: Refusal| {
         refusal.token_id = Some(token_id.clone());
         refusal
@@ -453,7 +453,7 @@ async fn join_controller(
     source: IpAddr,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Refusal> {
-    let token_id = authenticate(state, source, &request, Role::Controller).await?;
+    let token_id = authenticate(state, source, &request, TokenRole::Controller).await?;
     let secrets = state.config.controller.clone().ok_or_else(|| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -481,7 +481,7 @@ async fn add_etcd_member(
     source: IpAddr,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Refusal> {
-    let token_id = authenticate(state, source, &request, Role::Controller).await?;
+    let token_id = authenticate(state, source, &request, TokenRole::Controller).await?;
     let add: api::EtcdMemberAddRequest = read_json(request).await?;
     if !add.peer_url.starts_with("https://") || add.name.is_empty() {
         return Err(Refusal::new(
@@ -507,7 +507,7 @@ async fn promote_etcd_member(
     source: IpAddr,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Refusal> {
-    let token_id = authenticate(state, source, &request, Role::Controller).await?;
+    let token_id = authenticate(state, source, &request, TokenRole::Controller).await?;
     let promote: api::EtcdPromoteRequest = read_json(request).await?;
     let member_id: u64 = promote.member_id.parse().map_err(|_| {
         Refusal::new(

@@ -14,7 +14,7 @@ use k0x_etcd::{Client, EtcdError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::token::{Role, Token, split_bearer};
+use crate::token::{Token, TokenRole, split_bearer};
 
 const TOKENS_PREFIX: &str = "/k0x/tokens/";
 const NODES_PREFIX: &str = "/k0x/nodes/";
@@ -26,7 +26,7 @@ const CAS_ATTEMPTS: u32 = 8;
 /// What etcd keeps per token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
-    pub role: Role,
+    pub role: TokenRole,
     /// Salted sha256 (hex) of the secret, see `secret_hash`.
     pub hash: String,
     /// Unix seconds.
@@ -43,7 +43,7 @@ pub struct TokenRecord {
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     pub id: String,
-    pub role: Role,
+    pub role: TokenRole,
     pub created: u64,
     /// Unix seconds; 0 never expires.
     pub expires: u64,
@@ -80,8 +80,8 @@ pub enum AuthError {
     )]
     WrongRole {
         id: String,
-        actual: Role,
-        wanted: Role,
+        actual: TokenRole,
+        wanted: TokenRole,
     },
     #[error("cannot check the token: {0}")]
     Store(#[from] EtcdError),
@@ -127,7 +127,7 @@ impl TokenStore {
     /// API `urls` and pinning `ca_pem`.
     pub async fn create(
         &self,
-        role: Role,
+        role: TokenRole,
         expiry: Duration,
         urls: Vec<String>,
         ca_pem: &str,
@@ -173,7 +173,7 @@ impl TokenStore {
     /// Stores a new random token; `None` if its id is taken.
     async fn store_new(
         &self,
-        role: Role,
+        role: TokenRole,
         expiry: Duration,
         urls: &[String],
         pin: &str,
@@ -266,7 +266,11 @@ impl TokenStore {
     }
 
     /// Checks a bearer credential `<id>.<secret>` for a join as `wanted` and counts the use.
-    pub async fn validate(&self, credential: &str, wanted: Role) -> Result<Role, AuthError> {
+    pub async fn validate(
+        &self,
+        credential: &str,
+        wanted: TokenRole,
+    ) -> Result<TokenRole, AuthError> {
         let (id, secret) = split_bearer(credential).ok_or(AuthError::Malformed)?;
         let key = token_key(id);
         for _ in 0..CAS_ATTEMPTS {
@@ -471,7 +475,7 @@ mod tests {
     #[test]
     fn usability_follows_expiry_and_invalidation() {
         let mut record = TokenRecord {
-            role: Role::Worker,
+            role: TokenRole::Worker,
             hash: String::new(),
             created: 100,
             expires: 200,

@@ -24,12 +24,12 @@ const SECRET_BYTES: usize = 32;
 /// What a token lets a node become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum TokenRole {
     Worker,
     Controller,
 }
 
-impl Role {
+impl TokenRole {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Worker => "worker",
@@ -38,13 +38,13 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for TokenRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
     }
 }
 
-impl std::str::FromStr for Role {
+impl std::str::FromStr for TokenRole {
     type Err = TokenError;
 
     fn from_str(s: &str) -> Result<Self, TokenError> {
@@ -88,7 +88,7 @@ pub enum TokenError {
 /// A join token. The secret is never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
-    pub role: Role,
+    pub role: TokenRole,
     /// Join API URLs of the controllers (`https://addr:9443`).
     pub urls: Vec<String>,
     /// sha256 (lowercase hex) of the cluster CA certificate, DER.
@@ -120,7 +120,7 @@ struct Wire {
 
 impl Token {
     /// A new token with a random id and secret.
-    pub fn generate(role: Role, urls: Vec<String>, ca_sha256: String) -> Self {
+    pub fn generate(role: TokenRole, urls: Vec<String>, ca_sha256: String) -> Self {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = rand::rng();
         let id = (0..ID_LEN)
@@ -322,7 +322,7 @@ mod tests {
 
     fn sample() -> Token {
         Token::generate(
-            Role::Worker,
+            TokenRole::Worker,
             vec!["https://10.0.0.1:9443".into()],
             "ab".repeat(32),
         )

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::TestCa;
 use k0x_etcd::testing::TestEtcd;
 use k0x_join::admin::{self, AdminClient, AdminError, TokenAdmin};
-use k0x_join::{Role, Token, TokenStore};
+use k0x_join::{Token, TokenRole, TokenStore};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
@@ -41,12 +41,12 @@ async fn tokens_are_created_listed_and_invalidated_over_the_socket() {
     let client = AdminClient::new(&socket);
 
     let created = client
-        .create_token(Role::Worker, Duration::from_secs(3600))
+        .create_token(TokenRole::Worker, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(created.warning, None);
     let token = Token::parse(&created.token).unwrap();
-    assert_eq!(token.role, Role::Worker);
+    assert_eq!(token.role, TokenRole::Worker);
     assert_eq!(token.urls, vec![join_url]);
     assert_eq!(
         token.ca_sha256,
@@ -56,7 +56,7 @@ async fn tokens_are_created_listed_and_invalidated_over_the_socket() {
     assert!(created.info.expires >= created.info.created + 3600);
 
     let forever = client
-        .create_token(Role::Controller, Duration::ZERO)
+        .create_token(TokenRole::Controller, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(forever.info.expires, 0);

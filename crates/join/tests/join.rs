@@ -20,7 +20,7 @@ use k0x_etcd::testing::TestEtcd;
 use k0x_join::material::{WorkerFiles, write_controller_files, write_worker_files};
 use k0x_join::ratelimit::RateLimit;
 use k0x_join::store::unix_now;
-use k0x_join::{JoinClient, JoinError, NodeRegistry, Role, Token, TokenError, TokenStore};
+use k0x_join::{JoinClient, JoinError, NodeRegistry, Token, TokenError, TokenRole, TokenStore};
 use k0x_pki::Kubeconfig;
 use k0x_pki::x509::CertInfo;
 use rcgen::{KeyPair, PublicKeyData, SanType};
@@ -86,7 +86,7 @@ async fn worker_joins_and_its_certificate_verifies() {
     }
     capture_logs();
     let api = JoinApi::start(&etcd, RateLimit::default()).await;
-    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let token = api.token(&etcd, TokenRole::Worker, DAY).await;
     let secret = token.secret().to_string();
 
     let client = JoinClient::new(token.clone());
@@ -241,7 +241,7 @@ async fn attacks_are_refused_clearly_and_logged() {
     // A second CA posing as the server: the client refuses before sending any credential.
     let impostor =
         JoinApi::start_with_ca(&etcd, TestCa::new("kubernetes-ca"), RateLimit::default()).await;
-    let mut redirected = api.token(&etcd, Role::Worker, DAY).await;
+    let mut redirected = api.token(&etcd, TokenRole::Worker, DAY).await;
     redirected.urls = vec![impostor.url.clone()];
     let err = JoinClient::new(redirected.clone())
         .join_worker("victim")
@@ -255,7 +255,9 @@ async fn attacks_are_refused_clearly_and_logged() {
     assert!(!impostor_saw_credential, "the credential reached a server");
 
     // Expired token.
-    let expiring = api.token(&etcd, Role::Worker, Duration::from_secs(1)).await;
+    let expiring = api
+        .token(&etcd, TokenRole::Worker, Duration::from_secs(1))
+        .await;
     let expires = store
         .list()
         .await
@@ -275,7 +277,7 @@ async fn attacks_are_refused_clearly_and_logged() {
     assert!(server_logged_refusal(&expiring.id, "has expired"));
 
     // Invalidated token.
-    let revoked = api.token(&etcd, Role::Worker, DAY).await;
+    let revoked = api.token(&etcd, TokenRole::Worker, DAY).await;
     assert_eq!(
         store
             .invalidate(std::slice::from_ref(&revoked.id))
@@ -291,7 +293,7 @@ async fn attacks_are_refused_clearly_and_logged() {
     assert!(server_logged_refusal(&revoked.id, "was invalidated"));
 
     // Forged secret for a real token id.
-    let real = api.token(&etcd, Role::Worker, DAY).await;
+    let real = api.token(&etcd, TokenRole::Worker, DAY).await;
     let forged = forge(&real, &B64URL.encode([7u8; 32]));
     let err = JoinClient::new(forged)
         .join_worker("forger")
@@ -371,7 +373,7 @@ async fn a_server_allowing_rekey_lets_a_reinstalled_node_rejoin() {
     capture_logs();
     let ca = TestCa::new("kubernetes-ca");
     let api = JoinApi::start_with(&etcd, ca, RateLimit::default(), true).await;
-    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let token = api.token(&etcd, TokenRole::Worker, DAY).await;
     let first = JoinClient::new(token.clone())
         .join_worker("reborn")
         .await
@@ -389,7 +391,7 @@ async fn a_serving_certificate_for_another_name_is_not_trusted() {
     };
     let ca = TestCa::serving("kubernetes-ca", "controller.example");
     let api = JoinApi::start_with_ca(&etcd, ca, RateLimit::default()).await;
-    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let token = api.token(&etcd, TokenRole::Worker, DAY).await;
     let err = JoinClient::new(token)
         .join_worker("mismatch")
         .await
@@ -409,7 +411,7 @@ async fn repeated_failures_are_rate_limited_per_source() {
         refill_per_second: 0.001,
     };
     let api = JoinApi::start(&etcd, limit).await;
-    let real = api.token(&etcd, Role::Worker, DAY).await;
+    let real = api.token(&etcd, TokenRole::Worker, DAY).await;
     let forged = forge(&real, &B64URL.encode([9u8; 32]));
     let attacker = "127.0.0.7".parse().unwrap();
     for _ in 0..3 {
@@ -444,7 +446,7 @@ async fn controller_joins_and_its_etcd_is_promoted() {
     };
     capture_logs();
     let api = JoinApi::start(&etcd, RateLimit::default()).await;
-    let token = api.token(&etcd, Role::Controller, DAY).await;
+    let token = api.token(&etcd, TokenRole::Controller, DAY).await;
     let client = JoinClient::new(token.clone());
 
     let joined = client.join_controller().await.unwrap();
@@ -595,7 +597,7 @@ async fn a_worker_gets_only_its_own_names_and_identities() {
     };
     capture_logs();
     let api = JoinApi::start(&etcd, RateLimit::default()).await;
-    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let token = api.token(&etcd, TokenRole::Worker, DAY).await;
     let bearer = format!("Bearer {}", token.bearer());
     let join = |node: &str, serving: String| {
         serde_json::json!({
@@ -732,7 +734,7 @@ async fn hand_made_requests_cannot_choose_their_identity() {
     };
     capture_logs();
     let api = JoinApi::start(&etcd, RateLimit::default()).await;
-    let token = api.token(&etcd, Role::Worker, DAY).await;
+    let token = api.token(&etcd, TokenRole::Worker, DAY).await;
     let bearer = format!("Bearer {}", token.bearer());
 
     // A CSR asking for cluster-admin gets a node identity all the same.

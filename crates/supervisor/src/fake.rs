@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::{Notify, oneshot};
 
-use crate::host::{Exited, Host, Launch, ProcessTable, Spawned};
+use crate::host::{Exited, Launch, ProcessHost, ProcessTable, Spawned};
 use crate::spec::Probe;
 use crate::status::ExitReason;
 use crate::tail::OutputTail;
@@ -146,7 +146,7 @@ impl FakeHost {
     }
 }
 
-impl Host for FakeHost {
+impl ProcessHost for FakeHost {
     async fn spawn(&self, launch: Launch) -> io::Result<Spawned> {
         let mut state = self.state.lock().unwrap();
         if state

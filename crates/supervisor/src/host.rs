@@ -1,7 +1,7 @@
 //! The seam between supervision policy and the operating system.
 //!
 //! Ordering, readiness gating, restart and backoff decisions live in the runner and talk to the
-//! host only through [`Host`] and [`ProcessTable`]. The real implementation
+//! host only through [`ProcessHost`] and [`ProcessTable`]. The real implementation
 //! ([`crate::SystemHost`]) forks, signals and reads /proc; tests substitute a fake so the policy
 //! has fast tests without processes, next to the real-process tests.
 
@@ -67,7 +67,7 @@ impl Drop for Zombie {
 }
 
 /// Process creation, signals and probes.
-pub trait Host: ProcessTable + Send + Sync + 'static {
+pub trait ProcessHost: ProcessTable + Send + Sync + 'static {
     /// Starts a process in its own process group, forwarding its output to the logs.
     fn spawn(&self, launch: Launch) -> impl Future<Output = io::Result<Spawned>> + Send;
 

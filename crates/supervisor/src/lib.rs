@@ -42,7 +42,9 @@ mod fake;
 
 pub use backoff::BackoffPolicy;
 pub use error::Error;
-pub use host::{Exited, Host, Launch, MARKER_VAR, ProcessTable, Spawned, Zombie, marker_entry};
+pub use host::{
+    Exited, Launch, MARKER_VAR, ProcessHost, ProcessTable, Spawned, Zombie, marker_entry,
+};
 pub use lock::{DataDirLock, LockError};
 pub use orphans::{Leftovers, ORPHAN_GRACE, end_orphans, marker_value};
 pub use spec::{HealthPolicy, Probe, ProbeTiming, Readiness, RestartPolicy, Spec};

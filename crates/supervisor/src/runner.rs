@@ -1,7 +1,7 @@
 //! One task per component: wait for dependencies, run, probe, restart, stop.
 //!
 //! The runner owns every decision about its component (restart or not, how long to wait, when
-//! to escalate to SIGKILL) and touches the system only through [`Host`], so the whole policy is
+//! to escalate to SIGKILL) and touches the system only through [`ProcessHost`], so the whole policy is
 //! tested with a fake host and tokio's paused clock.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffPolicy};
-use crate::host::{Exited, Host, Launch, Spawned};
+use crate::host::{Exited, Launch, ProcessHost, Spawned};
 use crate::spec::{Probe, Readiness, RestartPolicy, Spec};
 use crate::status::{ComponentState, ComponentStatus, ExitReason};
 use crate::tail::OutputTail;
@@ -61,7 +61,7 @@ impl RestartPolicy {
     }
 }
 
-impl<H: Host> Runner<H> {
+impl<H: ProcessHost> Runner<H> {
     /// Runs the component until a stop is requested (`stop` becomes true or its sender is
     /// dropped) or its restart policy gives up.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -471,7 +471,7 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Probes until the probe passes or `deadline` is reached; the error carries the last failure.
-async fn wait_until_ready<H: Host>(
+async fn wait_until_ready<H: ProcessHost>(
     host: Arc<H>,
     readiness: Readiness,
     deadline: Instant,

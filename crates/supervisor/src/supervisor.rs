@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::backoff::BackoffPolicy;
 use crate::error::Error;
-use crate::host::{Host, marker_entry};
+use crate::host::{ProcessHost, marker_entry};
 use crate::lock::DataDirLock;
 use crate::order::start_order;
 use crate::orphans::Leftovers;
@@ -55,7 +55,7 @@ impl SupervisorConfig {
 
 /// Runs components as child processes; see the crate documentation.
 #[derive(Debug)]
-pub struct Supervisor<H: Host = SystemHost> {
+pub struct Supervisor<H: ProcessHost = SystemHost> {
     config: SupervisorConfig,
     host: Arc<H>,
     marker: OsString,
@@ -79,7 +79,7 @@ impl Supervisor<SystemHost> {
     }
 }
 
-impl<H: Host> Supervisor<H> {
+impl<H: ProcessHost> Supervisor<H> {
     /// A supervisor on the given host (tests pass a fake).
     pub fn with_host(config: SupervisorConfig, host: Arc<H>) -> Self {
         let marker = orphans::marker_value(config.data_dir());

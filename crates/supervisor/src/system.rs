@@ -27,7 +27,7 @@ use tokio::net::unix::pipe;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::host::{Exited, Host, Launch, MARKER_VAR, ProcessTable, Spawned, Zombie};
+use crate::host::{Exited, Launch, MARKER_VAR, ProcessHost, ProcessTable, Spawned, Zombie};
 use crate::logs::{self, LogSink};
 use crate::probe;
 use crate::spec::Probe;
@@ -187,7 +187,7 @@ fn exit_of(pid: Pid) -> Option<ExitReason> {
     }
 }
 
-impl Host for SystemHost {
+impl ProcessHost for SystemHost {
     async fn spawn(&self, launch: Launch) -> io::Result<Spawned> {
         let component: Arc<str> = launch.component.as_str().into();
         let (reply, child) = oneshot::channel();

@@ -126,7 +126,7 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("gave up waiting for {what}");
 }
 
-async fn wait_status<H: k0x_supervisor::Host>(
+async fn wait_status<H: k0x_supervisor::ProcessHost>(
     supervisor: &Supervisor<H>,
     what: &str,
     condition: impl Fn(&[ComponentStatus]) -> bool,

@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::install::token_path;
 use crate::sysinfo::fix::{MODULES_LOAD_FILE, SYSCTL_FILE};
-use crate::units::{InitSystem, Role};
+use crate::units::{InitSystem, UnitRole};
 
 /// What to reset.
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ fn check_services(root: &Path) -> Result<(), ResetError> {
     if root != Path::new("/") || !Path::new(crate::service::SYSTEMD_BOOTED).is_dir() {
         return Ok(());
     }
-    for role in Role::ALL {
+    for role in UnitRole::ALL {
         if !root.join(InitSystem::Systemd.unit_path(role)).exists() {
             continue;
         }
@@ -579,13 +579,13 @@ fn is_system_dir(path: &Path) -> bool {
 /// and what `k0x sysinfo --fix` persisted.
 fn host_files(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for role in Role::ALL {
+    for role in UnitRole::ALL {
         for init in [InitSystem::Systemd, InitSystem::OpenRc] {
             files.push(root.join(init.boot_link(role)));
             files.push(root.join(init.unit_path(role)));
         }
     }
-    for role in Role::ALL {
+    for role in UnitRole::ALL {
         files.push(root.join(token_path(role).trim_start_matches('/')));
     }
     files.push(root.join(MODULES_LOAD_FILE));

@@ -1,10 +1,10 @@
-//! The individual checks. Each is a small function of the [`Host`] and returns one [`Check`].
+//! The individual checks. Each is a small function of the [`SysinfoHost`] and returns one [`Check`].
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::host::{Host, sysctl_path};
+use super::host::{SysinfoHost, sysctl_path};
 use super::{Check, Options, Remedy, Report};
 
 /// When this k0x was built (seconds since the epoch); a clock before it was never set.
@@ -22,7 +22,7 @@ const fn parse_u64(text: &str) -> u64 {
 }
 
 /// Runs every check relevant to the roles in `options`.
-pub fn run_checks(host: &dyn Host, options: &Options) -> Report {
+pub fn run_checks(host: &dyn SysinfoHost, options: &Options) -> Report {
     let worker = options.worker;
     let mut checks = vec![
         swap(host),
@@ -52,7 +52,7 @@ pub fn run_checks(host: &dyn Host, options: &Options) -> Report {
     Report { checks }
 }
 
-fn swap(host: &dyn Host) -> Check {
+fn swap(host: &dyn SysinfoHost) -> Check {
     let id = "swap";
     match host.read("/proc/swaps") {
         Ok(text) => {
@@ -89,7 +89,7 @@ const BR_NETFILTER_EVIDENCE: &[&str] = &[
     "/proc/sys/net/bridge/bridge-nf-call-iptables",
 ];
 
-fn module(host: &dyn Host, name: &'static str, evidence: &[&str]) -> Check {
+fn module(host: &dyn SysinfoHost, name: &'static str, evidence: &[&str]) -> Check {
     let id = format!("module:{name}");
     let in_proc_modules = host.read("/proc/modules").is_ok_and(|text| {
         text.lines()
@@ -117,7 +117,7 @@ fn module(host: &dyn Host, name: &'static str, evidence: &[&str]) -> Check {
     }
 }
 
-fn sysctl(host: &dyn Host, key: &'static str, provider: &str) -> Check {
+fn sysctl(host: &dyn SysinfoHost, key: &'static str, provider: &str) -> Check {
     let id = format!("sysctl:{key}");
     let persist = format!(
         "sysctl -w {key}=1 and add `{key} = 1` to /etc/sysctl.d/99-k0x.conf (k0x sysinfo --fix)"
@@ -163,7 +163,7 @@ impl CgroupVersion {
     }
 }
 
-fn cgroup_version(host: &dyn Host) -> CgroupVersion {
+fn cgroup_version(host: &dyn SysinfoHost) -> CgroupVersion {
     let mountinfo = host.read("/proc/self/mountinfo").unwrap_or_default();
     let mut v1 = false;
     let mut v2_at_root = false;
@@ -188,7 +188,7 @@ fn cgroup_version(host: &dyn Host) -> CgroupVersion {
     }
 }
 
-fn memory_controller(host: &dyn Host, version: CgroupVersion) -> Check {
+fn memory_controller(host: &dyn SysinfoHost, version: CgroupVersion) -> Check {
     let id = "cgroup:memory";
     let fix = "add cgroup_enable=memory cgroup_memory=1 to the kernel command line (/boot/cmdline.txt on a Raspberry Pi) and reboot";
     let enabled = match version {
@@ -210,7 +210,7 @@ fn memory_controller(host: &dyn Host, version: CgroupVersion) -> Check {
     }
 }
 
-fn binary(host: &dyn Host, name: &str, options: &Options) -> Check {
+fn binary(host: &dyn SysinfoHost, name: &str, options: &Options) -> Check {
     let id = format!("binary:{name}");
     match host.find_binary(name, &options.data_dir.bin()) {
         Some(path) => Check::pass(id, path.display().to_string()),
@@ -232,7 +232,7 @@ fn package_of(binary: &str) -> &'static str {
     }
 }
 
-fn free_port(host: &dyn Host, port: u16, user: &str) -> Check {
+fn free_port(host: &dyn SysinfoHost, port: u16, user: &str) -> Check {
     let id = format!("port:{port}");
     match host.port_in_use(port) {
         Ok(false) => Check::pass(id, format!("free ({user})")),
@@ -251,7 +251,7 @@ fn free_port(host: &dyn Host, port: u16, user: &str) -> Check {
     }
 }
 
-fn exec_allowed(host: &dyn Host, options: &Options) -> Check {
+fn exec_allowed(host: &dyn SysinfoHost, options: &Options) -> Check {
     let id = "data-dir:exec";
     let dir = options.data_dir.root();
     match host.noexec(dir) {
@@ -272,7 +272,7 @@ fn exec_allowed(host: &dyn Host, options: &Options) -> Check {
     }
 }
 
-fn clock(host: &dyn Host) -> Check {
+fn clock(host: &dyn SysinfoHost) -> Check {
     let id = "clock";
     let now = host
         .now()
@@ -311,7 +311,7 @@ fn civil_date(unix: u64) -> String {
 }
 
 /// The node name the kubelet registers: the hostname, lower-cased.
-fn node_name(host: &dyn Host) -> Check {
+fn node_name(host: &dyn SysinfoHost) -> Check {
     let name = match host.hostname() {
         Ok(name) => name,
         Err(err) => {

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::host::{Host, sysctl_path};
+use super::host::{SysinfoHost, sysctl_path};
 
 #[derive(Debug)]
 pub(crate) struct FakeHost {
@@ -78,7 +78,7 @@ impl FakeHost {
     }
 }
 
-impl Host for FakeHost {
+impl SysinfoHost for FakeHost {
     fn read(&self, path: &str) -> io::Result<String> {
         self.files
             .borrow()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::host::{Host, sysctl_path};
+use super::host::{SysinfoHost, sysctl_path};
 use super::{Remedy, Report};
 use k0x_config::fsutil::write_atomic;
 
@@ -95,7 +95,7 @@ impl fmt::Display for Fixed {
 /// Applies the remedies of every failed check in `report`, each once: modules first (a bridge
 /// sysctl only exists once br_netfilter is loaded), then sysctls. Persisted files keep any lines
 /// an administrator added.
-pub fn apply(host: &dyn Host, report: &Report, keep: Keep<'_>) -> Vec<Fixed> {
+pub fn apply(host: &dyn SysinfoHost, report: &Report, keep: Keep<'_>) -> Vec<Fixed> {
     let mut remedies: Vec<(&str, &Remedy)> = Vec::new();
     for check in &report.checks {
         if let Some(remedy) = &check.remedy
@@ -111,7 +111,7 @@ pub fn apply(host: &dyn Host, report: &Report, keep: Keep<'_>) -> Vec<Fixed> {
         .collect()
 }
 
-fn apply_one(host: &dyn Host, check: &str, remedy: &Remedy, keep: Keep<'_>) -> Fixed {
+fn apply_one(host: &dyn SysinfoHost, check: &str, remedy: &Remedy, keep: Keep<'_>) -> Fixed {
     match *remedy {
         Remedy::LoadModule(name) => {
             let file = keep.file(MODULES_LOAD_FILE);

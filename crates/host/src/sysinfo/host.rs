@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 /// Everything a check reads from or does to the host.
-pub trait Host {
+pub trait SysinfoHost {
     /// Reads a text file such as `/proc/swaps` or `/proc/sys/net/ipv4/ip_forward`.
     fn read(&self, path: &str) -> io::Result<String>;
     /// True when `path` exists (e.g. `/sys/module/overlay`).
@@ -35,7 +35,7 @@ pub fn sysctl_path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
-impl Host for RealHost {
+impl SysinfoHost for RealHost {
     fn read(&self, path: &str) -> io::Result<String> {
         std::fs::read_to_string(path)
     }

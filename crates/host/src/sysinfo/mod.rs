@@ -18,7 +18,7 @@ use serde::Serialize;
 
 pub use checks::{CgroupVersion, run_checks};
 pub use fix::Fixed;
-pub use host::{Host, RealHost};
+pub use host::{RealHost, SysinfoHost};
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -266,7 +266,7 @@ impl PreflightError {
 /// snapshots, pod traffic through bridges and iptables), so a controller alone leaves its host
 /// as it is.
 pub fn prepare_for_start(
-    host: &dyn Host,
+    host: &dyn SysinfoHost,
     options: &Options,
     fixes: HostFixes,
 ) -> Result<Report, PreflightError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k0x_etcd::testing::TestEtcd;
 use k0x_join::api::{CertAndKey, ControllerSecrets, ServiceAccountKeys, WorkerSettings};
 use k0x_join::ratelimit::RateLimit;
-use k0x_join::{JoinServer, JoinServerConfig, Role, Token, TokenStore};
+use k0x_join::{JoinServer, JoinServerConfig, Token, TokenRole, TokenStore};
 use k0x_pki::CertificateAuthority;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -149,7 +149,7 @@ impl JoinApi {
     }
 
     /// Creates a token for this server.
-    pub async fn token(&self, etcd: &TestEtcd, role: Role, expiry: Duration) -> Token {
+    pub async fn token(&self, etcd: &TestEtcd, role: TokenRole, expiry: Duration) -> Token {
         let created = TokenStore::new(etcd.client())
             .create(role, expiry, vec![self.url.clone()], &self.ca.cert_pem)
             .await
