@@ -191,3 +191,83 @@ impl ControllerArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+    use k0x_host::install::{
+        CONTROLLER_TOKEN_PATH, ControllerWorker, Passthrough, WORKER_TOKEN_PATH, controller_args,
+        worker_args,
+    };
+
+    use crate::cli::Cli;
+    use crate::cmd::Command;
+
+    /// Parses a unit's arguments with the real command line, as the unit's `k0x` will.
+    fn parse(args: &[String]) -> Cli {
+        let argv = std::iter::once("k0x".to_owned()).chain(args.iter().cloned());
+        Cli::try_parse_from(argv).unwrap_or_else(|err| panic!("{args:?}: {err}"))
+    }
+
+    fn every_passthrough() -> Passthrough {
+        Passthrough {
+            no_host_fixes: true,
+            ..Passthrough::non_default(Path::new("/d"), Path::new("/r"), Path::new("/c.yaml"))
+        }
+    }
+
+    #[test]
+    fn the_controller_unit_arguments_parse_as_k0x_server() {
+        let disabled = ["kube-scheduler".to_owned(), "etcd".to_owned()];
+        let args = controller_args(
+            ControllerWorker::Tainted,
+            &disabled,
+            true,
+            &every_passthrough(),
+        );
+        let cli = parse(&args);
+        let Command::Server(server) = &cli.command else {
+            panic!("not k0x server: {args:?}");
+        };
+        assert!(server.enable_worker && server.taint_control_plane);
+        assert_eq!(server.disable_components, disabled);
+        assert_eq!(
+            server.token_file.as_deref(),
+            Some(Path::new(CONTROLLER_TOKEN_PATH))
+        );
+        assert!(server.host_fixes.no_host_fixes);
+        assert_eq!(cli.global.data_dir, Path::new("/d"));
+        assert_eq!(cli.global.run_dir, Path::new("/r"));
+        assert_eq!(cli.global.config, Path::new("/c.yaml"));
+
+        let args = controller_args(
+            ControllerWorker::Untainted,
+            &[],
+            false,
+            &Passthrough::default(),
+        );
+        let Command::Server(server) = parse(&args).command else {
+            panic!("not k0x server: {args:?}");
+        };
+        assert!(server.enable_worker && !server.taint_control_plane);
+        assert!(server.token_file.is_none() && server.disable_components.is_empty());
+    }
+
+    #[test]
+    fn the_worker_unit_arguments_parse_as_k0x_worker() {
+        let args = worker_args(&every_passthrough());
+        let cli = parse(&args);
+        let Command::Worker(worker) = &cli.command else {
+            panic!("not k0x worker: {args:?}");
+        };
+        assert_eq!(
+            worker.token_file.as_deref(),
+            Some(Path::new(WORKER_TOKEN_PATH))
+        );
+        assert!(worker.token.is_none());
+        assert!(worker.host_fixes.no_host_fixes);
+        assert_eq!(cli.global.data_dir, Path::new("/d"));
+    }
+}
