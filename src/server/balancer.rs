@@ -17,7 +17,7 @@ use k0x_lb::{Balancer, BalancerHandle};
 use k0x_manifests::ApiClient;
 
 /// Where the balancer listens (k0s's node-local load-balancing port).
-pub const PORT: u16 = 7443;
+pub const PORT: u16 = k0x_config::ports::NODE_LOCAL_BALANCER;
 
 /// The server URL the worker's components use.
 pub fn server_url() -> String {

@@ -10,6 +10,8 @@ pub mod components;
 pub mod fsutil;
 pub mod layout;
 pub mod net;
+pub mod ports;
+pub mod systemd;
 
 pub use layout::{DataDir, RunDir, pki_names};
 pub mod schema;

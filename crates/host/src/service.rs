@@ -51,13 +51,10 @@ pub enum ServiceError {
     },
 }
 
-/// Where systemd running as PID 1 leaves its mark: the documented way to tell (sd_booted).
-pub(crate) const SYSTEMD_BOOTED: &str = "/run/systemd/system";
-
 /// Makes a running systemd read the units again (`systemctl daemon-reload`); without systemd as
 /// init there is nothing to tell.
 pub fn reload_systemd() -> Result<(), ServiceError> {
-    if !Path::new(SYSTEMD_BOOTED).is_dir() {
+    if !k0x_config::systemd::booted() {
         return Ok(());
     }
     run_tool(
@@ -110,8 +107,8 @@ pub fn run(action: Action) -> Result<Vec<InstalledUnit>, ServiceError> {
         let name = unit.role.service_name();
         let (program, args, logs) = match unit.init {
             InitSystem::Systemd => {
-                let marker = Path::new(SYSTEMD_BOOTED);
-                if !marker.is_dir() {
+                let marker = Path::new(k0x_config::systemd::BOOTED_MARKER);
+                if !k0x_config::systemd::booted() {
                     return Err(ServiceError::SystemdNotRunning {
                         unit: format!("{name}.service"),
                         marker: marker.into(),

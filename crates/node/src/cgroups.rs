@@ -7,7 +7,6 @@
 //! the host uses cgroup v1, v2 or hybrid does not change that choice.
 
 use std::fmt;
-use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupDriver {
@@ -16,10 +15,10 @@ pub enum CgroupDriver {
 }
 
 impl CgroupDriver {
-    /// `systemd` when systemd is the init system (the `sd_booted()` rule: `/run/systemd/system`
-    /// exists), `cgroupfs` otherwise.
+    /// `systemd` when systemd is the init system ([`k0x_config::systemd::booted`]), `cgroupfs`
+    /// otherwise.
     pub fn detect() -> Self {
-        Self::from_systemd_booted(Path::new("/run/systemd/system").is_dir())
+        Self::from_systemd_booted(k0x_config::systemd::booted())
     }
 
     pub fn from_systemd_booted(booted: bool) -> Self {

@@ -22,10 +22,8 @@ use crate::{Component, NodeContext, NodeError, apiserver, paths};
 
 pub(crate) const NAME: &str = k0x_config::components::KUBE_PROXY;
 
-/// Where kube-proxy answers health checks (plain HTTP, loopback only); upstream's port.
-const HEALTHZ_PORT: u16 = 10256;
-/// Where kube-proxy serves metrics (loopback only); upstream's port.
-const METRICS_PORT: u16 = 10249;
+const HEALTHZ_PORT: u16 = k0x_config::ports::KUBE_PROXY_HEALTHZ;
+const METRICS_PORT: u16 = k0x_config::ports::KUBE_PROXY_METRICS;
 
 #[derive(Debug)]
 pub(crate) struct KubeProxy;

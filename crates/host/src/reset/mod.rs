@@ -205,7 +205,7 @@ pub fn ensure_not_running(options: &ResetOptions) -> Result<ResetLock, ResetErro
 
 /// With systemd running, an installed unit that is active or restarting would bring k0x back.
 fn check_services(root: &Path) -> Result<(), ResetError> {
-    if root != Path::new("/") || !Path::new(crate::service::SYSTEMD_BOOTED).is_dir() {
+    if root != Path::new("/") || !k0x_config::systemd::booted() {
         return Ok(());
     }
     for role in UnitRole::ALL {
