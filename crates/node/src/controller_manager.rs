@@ -2,20 +2,17 @@
 //! CIDRs from `spec.network.podCIDR` (which the built-in bridge network relies on), and gives
 //! every controller its own service account.
 
-use std::net::Ipv4Addr;
-
 use k0x_config::pki_names;
 use k0x_supervisor::Spec;
 
 use crate::args::Flags;
 use crate::contract::FlagContract;
-use crate::scheduler::health_probe;
+use crate::scheduler::{health_probe, loopback_flags};
 use crate::{Component, NodeContext, NodeError, apiserver};
 
 pub(crate) const NAME: &str = k0x_config::components::KUBE_CONTROLLER_MANAGER;
 
-/// The default secure (health) port of kube-controller-manager.
-const SECURE_PORT: u16 = 10257;
+const SECURE_PORT: u16 = k0x_config::ports::KUBE_CONTROLLER_MANAGER;
 
 #[derive(Debug)]
 pub(crate) struct KubeControllerManager;
@@ -24,25 +21,14 @@ impl KubeControllerManager {
     fn flags(ctx: &NodeContext) -> Result<Flags, NodeError> {
         let data = &ctx.data;
         let network = &ctx.config.spec.network;
-        let kubeconfig = data.kubeconfig(pki_names::CONTROLLER_MANAGER);
         let ca = data.pki_cert(pki_names::CA);
-        let mut flags = Flags::new();
+        let mut flags = loopback_flags(
+            ctx,
+            pki_names::CONTROLLER_MANAGER,
+            pki_names::CONTROLLER_MANAGER_SERVER,
+            SECURE_PORT,
+        );
         flags
-            .path("kubeconfig", &kubeconfig)
-            .path("authentication-kubeconfig", &kubeconfig)
-            .path("authorization-kubeconfig", &kubeconfig)
-            .set("bind-address", Ipv4Addr::LOCALHOST)
-            .set("secure-port", SECURE_PORT)
-            .path(
-                "tls-cert-file",
-                &data.pki_cert(pki_names::CONTROLLER_MANAGER_SERVER),
-            )
-            .path(
-                "tls-private-key-file",
-                &data.pki_key(pki_names::CONTROLLER_MANAGER_SERVER),
-            )
-            .set("leader-elect", true)
-            .set("profiling", false)
             .set("cluster-name", &ctx.config.metadata.name)
             .path("client-ca-file", &ca)
             .path(

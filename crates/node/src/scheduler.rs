@@ -13,30 +13,19 @@ use crate::{Component, NodeContext, NodeError, apiserver};
 
 pub(crate) const NAME: &str = k0x_config::components::KUBE_SCHEDULER;
 
-/// The default secure (health) port of kube-scheduler.
-const SECURE_PORT: u16 = 10259;
+const SECURE_PORT: u16 = k0x_config::ports::KUBE_SCHEDULER;
 
 #[derive(Debug)]
 pub(crate) struct KubeScheduler;
 
 impl KubeScheduler {
     fn flags(ctx: &NodeContext) -> Result<Flags, NodeError> {
-        let data = &ctx.data;
-        let kubeconfig = data.kubeconfig(pki_names::SCHEDULER);
-        let mut flags = Flags::new();
-        flags
-            .path("kubeconfig", &kubeconfig)
-            .path("authentication-kubeconfig", &kubeconfig)
-            .path("authorization-kubeconfig", &kubeconfig)
-            .set("bind-address", Ipv4Addr::LOCALHOST)
-            .set("secure-port", SECURE_PORT)
-            .path("tls-cert-file", &data.pki_cert(pki_names::SCHEDULER_SERVER))
-            .path(
-                "tls-private-key-file",
-                &data.pki_key(pki_names::SCHEDULER_SERVER),
-            )
-            .set("leader-elect", true)
-            .set("profiling", false);
+        let mut flags = loopback_flags(
+            ctx,
+            pki_names::SCHEDULER,
+            pki_names::SCHEDULER_SERVER,
+            SECURE_PORT,
+        );
         let extra = &ctx.config.spec.scheduler.extra_args;
         let contract = FlagContract::for_component(NAME);
         flags.merge_extra(extra, "spec.scheduler.extraArgs", contract.as_ref())?;
@@ -57,6 +46,31 @@ impl Component for KubeScheduler {
         spec.depends_on = vec![apiserver::NAME.to_owned()];
         Ok(spec)
     }
+}
+
+/// The flags kube-scheduler and kube-controller-manager share: the kubeconfig `kubeconfig`
+/// for the apiserver and for delegated authentication and authorization, health served on
+/// loopback at `port` with the certificate `server_cert`, leader election, no profiling.
+pub(crate) fn loopback_flags(
+    ctx: &NodeContext,
+    kubeconfig: &str,
+    server_cert: &str,
+    port: u16,
+) -> Flags {
+    let data = &ctx.data;
+    let kubeconfig = data.kubeconfig(kubeconfig);
+    let mut flags = Flags::new();
+    flags
+        .path("kubeconfig", &kubeconfig)
+        .path("authentication-kubeconfig", &kubeconfig)
+        .path("authorization-kubeconfig", &kubeconfig)
+        .set("bind-address", Ipv4Addr::LOCALHOST)
+        .set("secure-port", port)
+        .path("tls-cert-file", &data.pki_cert(server_cert))
+        .path("tls-private-key-file", &data.pki_key(server_cert))
+        .set("leader-elect", true)
+        .set("profiling", false);
+    flags
 }
 
 /// `GET https://<bind-address>:<secure-port>/healthz`, verified against the cluster CA. The
