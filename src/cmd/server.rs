@@ -9,7 +9,7 @@ use clap::Args;
 use k0x_join::Token;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
-use crate::server::{self, Role, ServerOptions};
+use crate::server::{self, NodeRole, ServerOptions};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -40,10 +40,11 @@ pub struct ServerArgs {
 pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
     // Only an additional controller's first start needs a token; without one a new cluster starts
     // (or this controller restarts from its data).
-    let role = Role {
-        controller: true,
-        worker: args.enable_worker,
-        taint_control_plane: args.taint_control_plane,
+    let role = match args.enable_worker {
+        true => NodeRole::ControllerWorker {
+            tainted: args.taint_control_plane,
+        },
+        false => NodeRole::Controller,
     };
     let token = NodeToken {
         argument: args.token.as_deref(),
@@ -99,7 +100,7 @@ pub fn check_disabled(disabled: &[String]) -> anyhow::Result<()> {
 /// runs the same checks on what its unit will run.
 pub fn run_node(
     global: &GlobalArgs,
-    role: Role,
+    role: NodeRole,
     token: &NodeToken<'_>,
     disabled: &[String],
     host_fixes: HostFixesArg,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use k0x_host::sysinfo::{Options, RealHost, fix, run_checks};
+use k0x_host::sysinfo::{Options, Parts, RealHost, fix, run_checks};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -32,6 +32,16 @@ pub enum CheckRole {
     ControllerWorker,
 }
 
+impl From<CheckRole> for Parts {
+    fn from(role: CheckRole) -> Self {
+        match role {
+            CheckRole::Controller => Self::Controller,
+            CheckRole::Worker => Self::Worker,
+            CheckRole::ControllerWorker => Self::ControllerWorker,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Structured<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,11 +52,8 @@ struct Structured<'a> {
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &SysinfoArgs) -> anyhow::Result<()> {
-    let options = Options::new(
-        global.data_dir(),
-        args.role != CheckRole::Worker,
-        args.role != CheckRole::Controller,
-    );
+    let config = global.load_config()?;
+    let options = Options::new(global.data_dir(), args.role.into(), &config.spec);
     let mut report = run_checks(&RealHost, &options);
     let fixed = args
         .fix

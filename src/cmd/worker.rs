@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
 use crate::cmd::server::{NodeToken, run_node};
-use crate::server::Role;
+use crate::server::NodeRole;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -27,11 +27,6 @@ pub struct WorkerArgs {
 
 pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
     // The token is only needed for the first start; a joined worker restarts without one.
-    let role = Role {
-        taint_control_plane: false,
-        controller: false,
-        worker: true,
-    };
     let token = NodeToken {
         argument: args.token.as_deref(),
         file: args.token_file.as_deref(),
@@ -40,7 +35,7 @@ pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
     };
     run_node(
         global,
-        role,
+        NodeRole::Worker,
         &token,
         &args.disable_components,
         args.host_fixes,

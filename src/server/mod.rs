@@ -35,12 +35,12 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use controller_join::Promotion;
 
 pub use join::etcd_client;
-pub use plan::{Plan, Role};
+pub use plan::{NodeRole, Plan};
 
 /// Everything `k0x server` or `k0x worker` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    pub role: Role,
+    pub role: NodeRole,
     pub disabled: Vec<String>,
     /// The join token of a worker's or a joining controller's first start.
     pub token: Option<Token>,
@@ -74,7 +74,7 @@ pub fn run(
     let (config, membership, promotion) = identity(config, &data, &run, &facts, options, &runtime)?;
     let mut ctx = NodeContext::new(config, data, run, facts);
     ctx.etcd_membership = membership;
-    ctx.taint_control_plane = options.role.taint_control_plane;
+    ctx.taint_control_plane = options.role.taints_control_plane();
     let rendered = Plan::render(ctx, options)?;
     install_components(&rendered.ctx.data)?;
     let plan = rendered.prepare()?;
@@ -112,7 +112,7 @@ fn identity(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(ClusterConfig, EtcdMembership, Option<Promotion>)> {
     let token = options.token.clone();
-    if options.role.controller {
+    if options.role.runs_controller() {
         let (membership, promotion) =
             controller_join::ensure_pki_and_membership(&config, data, run, facts, token, runtime)?;
         Ok((config, membership, promotion))
@@ -129,20 +129,7 @@ fn identity(
 /// The safe host fixes (unless turned off), then the host checks a node cannot run without
 /// (sysinfo's fatal ones), on the ports this configuration uses.
 fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> anyhow::Result<()> {
-    let role = server.role;
-    let mut options = sysinfo::Options::new(data.clone(), role.controller, role.worker);
-    options.ports = match role.controller {
-        true => sysinfo::controller_ports(&config.spec),
-        false => Vec::new(),
-    };
-    if role.worker {
-        options.ports.extend(sysinfo::WORKER_PORTS);
-    }
-    if !role.controller {
-        options
-            .ports
-            .push((balancer::PORT, "node-local API load balancer"));
-    }
+    let options = sysinfo::Options::new(data.clone(), server.role.checked_parts(), &config.spec);
     let report = sysinfo::prepare_for_start(&sysinfo::RealHost, &options, server.host_fixes)?;
     for check in report
         .checks
@@ -161,7 +148,9 @@ const ETCD_MIN_FREE: u64 = 256 << 20;
 
 /// Refuses to start a controller's etcd on a device with less than [`ETCD_MIN_FREE`] free.
 fn check_etcd_space(data: &DataDir, options: &ServerOptions) -> anyhow::Result<()> {
-    if !options.role.controller || options.disabled.iter().any(|name| name == components::ETCD) {
+    if !options.role.runs_controller()
+        || options.disabled.iter().any(|name| name == components::ETCD)
+    {
         return Ok(());
     }
     let dir = data.etcd();
@@ -219,7 +208,7 @@ async fn serve(plan: Plan, lock: Arc<DataDirLock>) -> anyhow::Result<()> {
     let admin_task = admin::AdminRouter::new(status, tokens).serve(&run, stopped())?;
 
     let applier = start_manifests(&plan, supervisor.subscribe(), stopped());
-    if !plan.role.controller {
+    if !plan.role.runs_controller() {
         balancer::start(&plan.ctx.data, stopped()).await?;
     }
     let mut signals = StopSignals::watch()?;
@@ -267,7 +256,7 @@ fn start_manifests(
     mut components: tokio::sync::watch::Receiver<Vec<ComponentStatus>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if !plan.role.controller {
+    if !plan.role.runs_controller() {
         return None;
     }
     let data = &plan.ctx.data;

@@ -2,28 +2,56 @@
 //! cannot run and why (missing binaries, or a dependency that is missing).
 
 use k0x_config::schema::NetworkProvider;
+use k0x_host::sysinfo;
 use k0x_node::{Component, NodeContext, RenderedFile, stacks};
 use k0x_supervisor::Spec;
 
 use super::ServerOptions;
 
-/// The roles a node plays.
+/// The components a node runs: a controller's, a worker's, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Role {
-    pub controller: bool,
-    pub worker: bool,
-    /// A controller+worker registered with the control-plane taint (`--taint-control-plane`).
-    pub taint_control_plane: bool,
+pub enum NodeRole {
+    Controller,
+    /// A controller that also runs pods; `tainted` registers it with the control-plane taint
+    /// (`--taint-control-plane`).
+    ControllerWorker {
+        tainted: bool,
+    },
+    Worker,
 }
 
-impl Role {
+impl NodeRole {
     /// The role's name as status shows it.
     pub fn name(self) -> &'static str {
-        match (self.controller, self.worker) {
-            (true, true) => "controller+worker",
-            (true, false) => "controller",
-            _ => "worker",
+        match self {
+            Self::ControllerWorker { .. } => "controller+worker",
+            Self::Controller => "controller",
+            Self::Worker => "worker",
         }
+    }
+
+    /// Whether the node runs the controller components.
+    pub fn runs_controller(self) -> bool {
+        self != Self::Worker
+    }
+
+    /// Whether the node runs the worker components.
+    pub fn runs_worker(self) -> bool {
+        self != Self::Controller
+    }
+
+    /// What `k0x sysinfo` checks the host for.
+    pub fn checked_parts(self) -> sysinfo::Parts {
+        match self {
+            Self::Controller => sysinfo::Parts::Controller,
+            Self::ControllerWorker { .. } => sysinfo::Parts::ControllerWorker,
+            Self::Worker => sysinfo::Parts::Worker,
+        }
+    }
+
+    /// Whether the node's kubelet registers with the control-plane taint.
+    pub fn taints_control_plane(self) -> bool {
+        self == Self::ControllerWorker { tainted: true }
     }
 }
 
@@ -31,7 +59,7 @@ impl Role {
 #[derive(Debug)]
 pub struct Plan {
     pub ctx: NodeContext,
-    pub role: Role,
+    pub role: NodeRole,
     /// Specs of the components that will run, in start order.
     pub specs: Vec<Spec>,
     /// Components that will not run, with the reason status reports.
@@ -45,7 +73,7 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Rendered {
     pub ctx: NodeContext,
-    role: Role,
+    role: NodeRole,
     components: Vec<Box<dyn Component>>,
     specs: Vec<Spec>,
     /// The system stacks a controller writes for the applier.
@@ -65,7 +93,7 @@ impl Plan {
             component.files(&ctx)?;
         }
         let specs = k0x_node::specs(&components, &ctx)?;
-        let stacks = match options.role.controller {
+        let stacks = match options.role.runs_controller() {
             true => stacks::system_stacks(&ctx, &options.disabled)?,
             false => Vec::new(),
         };
@@ -87,7 +115,7 @@ impl Rendered {
             component.prepare(&self.ctx)?;
         }
         self.stacks.iter().try_for_each(RenderedFile::write)?;
-        if self.role.controller {
+        if self.role.runs_controller() {
             stacks::remove_disabled(&self.ctx, &self.disabled)?;
         }
         let (specs, unavailable) = runnable(self.specs);
@@ -101,12 +129,12 @@ impl Rendered {
     }
 }
 
-fn components(role: Role, provider: NetworkProvider) -> Vec<Box<dyn Component>> {
+fn components(role: NodeRole, provider: NetworkProvider) -> Vec<Box<dyn Component>> {
     let mut components = Vec::new();
-    if role.controller {
+    if role.runs_controller() {
         components.extend(k0x_node::controller_components());
     }
-    if role.worker {
+    if role.runs_worker() {
         components.extend(k0x_node::worker_components(provider));
     }
     components

@@ -6,7 +6,7 @@ use std::fs;
 use std::net::TcpListener;
 
 use k0x_config::DataDir;
-use k0x_host::sysinfo::{Options, RealHost, Status, run_checks};
+use k0x_host::sysinfo::{Options, Parts, RealHost, Status, run_checks};
 
 fn port_status(options: &Options, id: &str) -> Status {
     let report = run_checks(&RealHost, options);
@@ -28,7 +28,11 @@ fn a_bound_port_is_reported_busy() {
         })
         .expect("a free port below the ephemeral range");
     let data = tempfile::tempdir().unwrap();
-    let mut options = Options::new(DataDir::new(data.path()), false, false);
+    let mut options = Options::new(
+        DataDir::new(data.path()),
+        Parts::Controller,
+        &k0x_config::ClusterConfig::default().spec,
+    );
     options.ports = vec![(port, "test listener")];
     let id = format!("port:{port}");
     assert_eq!(port_status(&options, &id), Status::Fail);

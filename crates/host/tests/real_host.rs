@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::ScratchNetns;
 use k0x_config::DataDir;
-use k0x_host::sysinfo::{Options, RealHost, Report, Status, fix, run_checks};
+use k0x_host::sysinfo::{Options, Parts, RealHost, Report, Status, fix, run_checks};
 use k0x_host::units::{InitSystem, UnitRole, render_unit};
 
 fn status_of(report: &Report, id: &str) -> Status {
@@ -115,7 +115,11 @@ fn the_openrc_script_is_valid_shell() {
 #[test]
 fn sysinfo_reports_this_machine() {
     let data = tempfile::tempdir().unwrap();
-    let options = Options::new(DataDir::new(data.path().join("k0x")), true, true);
+    let options = Options::new(
+        DataDir::new(data.path().join("k0x")),
+        Parts::ControllerWorker,
+        &k0x_config::ClusterConfig::default().spec,
+    );
     let report = run_checks(&RealHost, &options);
     eprintln!("{}", report.to_text());
 
@@ -198,7 +202,11 @@ fn fix_child_in_netns() {
     // A new namespace copies the host's IPv4 settings: make sure there is something to fix.
     fs::write("/proc/sys/net/ipv4/ip_forward", "0").unwrap();
     let data = tempfile::tempdir().unwrap();
-    let options = Options::new(DataDir::new(data.path()), false, true);
+    let options = Options::new(
+        DataDir::new(data.path()),
+        Parts::Worker,
+        &k0x_config::ClusterConfig::default().spec,
+    );
     let key = "sysctl:net.ipv4.ip_forward";
     let before = run_checks(&RealHost, &options);
     assert_eq!(

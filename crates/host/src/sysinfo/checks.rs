@@ -344,13 +344,17 @@ fn node_name(host: &dyn SysinfoHost) -> Check {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Status;
     use super::super::fake::FakeHost;
+    use super::super::{Parts, Status};
     use super::*;
     use k0x_config::DataDir;
 
     fn options() -> Options {
-        Options::new(DataDir::new("/var/lib/k0x"), true, true)
+        Options::new(
+            DataDir::new("/var/lib/k0x"),
+            Parts::ControllerWorker,
+            &k0x_config::ClusterConfig::default().spec,
+        )
     }
 
     fn find<'a>(report: &'a Report, id: &str) -> &'a Check {
@@ -478,7 +482,11 @@ mod tests {
         host.binaries.remove("iptables");
         let c = check(&host, "binary:iptables");
         assert_eq!((c.status, c.fatal), (Status::Fail, true));
-        let controller_only = Options::new(DataDir::new("/d"), true, false);
+        let controller_only = Options::new(
+            DataDir::new("/d"),
+            Parts::Controller,
+            &k0x_config::ClusterConfig::default().spec,
+        );
         let report = run_checks(&host, &controller_only);
         assert!(report.checks.iter().all(|c| !c.id.starts_with("binary:")));
     }
@@ -490,14 +498,18 @@ mod tests {
         let c = check(&host, "port:6443");
         assert_eq!((c.status, c.fatal), (Status::Fail, true));
         assert!(c.detail.contains("kube-apiserver"));
-        let worker_only = Options::new(DataDir::new("/d"), false, true);
+        let worker_only = Options::new(
+            DataDir::new("/d"),
+            Parts::Worker,
+            &k0x_config::ClusterConfig::default().spec,
+        );
         let ids: Vec<_> = run_checks(&host, &worker_only)
             .checks
             .into_iter()
             .filter(|c| c.id.starts_with("port:"))
             .map(|c| c.id)
             .collect();
-        assert_eq!(ids, ["port:10250", "port:10249", "port:10256"]);
+        assert_eq!(ids, ["port:10250", "port:10249", "port:10256", "port:7443"]);
     }
 
     #[test]

@@ -191,12 +191,16 @@ fn persist_sysctl(path: &Path, key: &str, value: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::fake::FakeHost;
-    use super::super::{Options, Status, run_checks};
+    use super::super::{Options, Parts, Status, run_checks};
     use super::*;
     use k0x_config::DataDir;
 
     fn options() -> Options {
-        Options::new(DataDir::new("/var/lib/k0x"), true, true)
+        Options::new(
+            DataDir::new("/var/lib/k0x"),
+            Parts::ControllerWorker,
+            &k0x_config::ClusterConfig::default().spec,
+        )
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod host;
 
 use std::fmt::{self, Write as _};
 
-use k0x_config::DataDir;
+use k0x_config::{DataDir, ports};
 use serde::Serialize;
 
 pub use checks::{CgroupVersion, run_checks};
@@ -103,11 +103,29 @@ impl Check {
     }
 }
 
+/// Which parts of k0x a host is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    Controller,
+    Worker,
+    ControllerWorker,
+}
+
+impl Parts {
+    pub fn controller(self) -> bool {
+        self != Self::Worker
+    }
+
+    pub fn worker(self) -> bool {
+        self != Self::Controller
+    }
+}
+
 /// Which parts of k0x will run here, and where.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub data_dir: DataDir,
-    pub controller: bool,
+    /// The worker components run here: their prerequisites are fatal, and they are fixed.
     pub worker: bool,
     /// Ports that must be free, with the component that needs each.
     pub ports: Vec<(u16, &'static str)>,
@@ -115,8 +133,8 @@ pub struct Options {
 
 /// Ports of the controller components that no setting moves.
 pub const FIXED_CONTROLLER_PORTS: [(u16, &str); 2] = [
-    (10257, "kube-controller-manager"),
-    (10259, "kube-scheduler"),
+    (ports::KUBE_CONTROLLER_MANAGER, "kube-controller-manager"),
+    (ports::KUBE_SCHEDULER, "kube-scheduler"),
 ];
 
 /// Ports the controller components listen on with this configuration: the configured ones
@@ -134,26 +152,34 @@ pub fn controller_ports(spec: &k0x_config::schema::Spec) -> Vec<(u16, &'static s
 
 /// Ports the worker components listen on by default.
 pub const WORKER_PORTS: [(u16, &str); 3] = [
-    (10250, "kubelet"),
-    (10249, "kube-proxy metrics"),
-    (10256, "kube-proxy health"),
+    (ports::KUBELET, "kubelet"),
+    (ports::KUBE_PROXY_METRICS, "kube-proxy metrics"),
+    (ports::KUBE_PROXY_HEALTHZ, "kube-proxy health"),
 ];
 
+/// Ports a node running `parts` listens on with this configuration: a controller's, a
+/// worker's, and a worker's node-local API load balancer where no apiserver runs.
+pub fn node_ports(parts: Parts, spec: &k0x_config::schema::Spec) -> Vec<(u16, &'static str)> {
+    let mut ports = Vec::new();
+    if parts.controller() {
+        ports.extend(controller_ports(spec));
+    }
+    if parts.worker() {
+        ports.extend(WORKER_PORTS);
+    }
+    if !parts.controller() {
+        ports.push((ports::NODE_LOCAL_BALANCER, "node-local API load balancer"));
+    }
+    ports
+}
+
 impl Options {
-    /// Checks for the given roles with the default ports.
-    pub fn new(data_dir: DataDir, controller: bool, worker: bool) -> Self {
-        let mut ports = Vec::new();
-        if controller {
-            ports.extend(controller_ports(&k0x_config::ClusterConfig::default().spec));
-        }
-        if worker {
-            ports.extend(WORKER_PORTS);
-        }
+    /// Checks for a node running `parts` with the ports of this configuration.
+    pub fn new(data_dir: DataDir, parts: Parts, spec: &k0x_config::schema::Spec) -> Self {
         Self {
             data_dir,
-            controller,
-            worker,
-            ports,
+            worker: parts.worker(),
+            ports: node_ports(parts, spec),
         }
     }
 }
@@ -309,8 +335,9 @@ mod tests {
     use super::fake::FakeHost;
     use super::*;
 
-    fn options(controller: bool, worker: bool) -> Options {
-        Options::new(DataDir::new("/var/lib/k0x"), controller, worker)
+    fn options(parts: Parts) -> Options {
+        let spec = k0x_config::ClusterConfig::default().spec;
+        Options::new(DataDir::new("/var/lib/k0x"), parts, &spec)
     }
 
     /// A fresh host: br_netfilter not loaded (so no bridge sysctls), forwarding off.
@@ -325,7 +352,11 @@ mod tests {
 
     #[test]
     fn controller_ports_follow_the_configuration() {
-        let defaults: Vec<u16> = options(true, false).ports.iter().map(|p| p.0).collect();
+        let defaults: Vec<u16> = options(Parts::Controller)
+            .ports
+            .iter()
+            .map(|p| p.0)
+            .collect();
         assert_eq!(defaults, [2379, 2380, 6443, 9443, 10257, 10259]);
         let mut spec = k0x_config::ClusterConfig::default().spec;
         spec.storage.etcd.client_port = 12379;
@@ -343,7 +374,8 @@ mod tests {
     #[test]
     fn a_worker_start_loads_modules_and_sets_sysctls_before_checking() {
         let host = unprepared();
-        let report = prepare_for_start(&host, &options(true, true), HostFixes::Apply).unwrap();
+        let report =
+            prepare_for_start(&host, &options(Parts::ControllerWorker), HostFixes::Apply).unwrap();
         assert_eq!(report.count(Status::Fail), 0, "{}", report.to_text());
         assert_eq!(*host.loaded.borrow(), ["br_netfilter"]);
         let writes = host.sysctl_writes.borrow();
@@ -363,7 +395,7 @@ mod tests {
     fn a_fix_names_the_old_and_the_new_value_and_is_not_persisted() {
         let host = FakeHost::healthy();
         host.set("/proc/sys/net/ipv4/ip_forward", "0\n");
-        let report = run_checks(&host, &options(false, true));
+        let report = run_checks(&host, &options(Parts::Worker));
         let fixed = fix::apply(&host, &report, fix::Keep::UntilReboot);
         assert_eq!(fixed.len(), 1);
         assert_eq!(fixed[0].to_string(), "sysctl:net.ipv4.ip_forward: 0 → 1");
@@ -373,7 +405,7 @@ mod tests {
     #[test]
     fn with_fixes_off_nothing_is_written_and_the_check_fails_with_one_clear_line() {
         let host = unprepared();
-        let err = prepare_for_start(&host, &options(false, true), HostFixes::Off).unwrap_err();
+        let err = prepare_for_start(&host, &options(Parts::Worker), HostFixes::Off).unwrap_err();
         assert!(nothing_written(&host));
         let line = err.to_string();
         assert_eq!(line.lines().count(), 1, "{line}");
@@ -394,7 +426,7 @@ mod tests {
         host.modprobe_works = false;
         host.set("/proc/modules", "");
         host.set("/proc/filesystems", "");
-        let err = prepare_for_start(&host, &options(false, true), HostFixes::Apply).unwrap_err();
+        let err = prepare_for_start(&host, &options(Parts::Worker), HostFixes::Apply).unwrap_err();
         let line = err.to_string();
         assert!(
             line.contains(
@@ -409,7 +441,8 @@ mod tests {
     #[test]
     fn a_controller_alone_is_checked_but_its_host_left_as_it_is() {
         let host = unprepared();
-        let report = prepare_for_start(&host, &options(true, false), HostFixes::Apply).unwrap();
+        let report =
+            prepare_for_start(&host, &options(Parts::Controller), HostFixes::Apply).unwrap();
         assert!(nothing_written(&host));
         assert!(report.count(Status::Fail) > 0, "{}", report.to_text());
     }
