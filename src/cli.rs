@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, ValueEnum};
 use k0x_config::{ClusterConfig, DataDir, RunDir, layout};
 use k0x_host::sysinfo::HostFixes;
@@ -91,6 +92,27 @@ pub enum OutputFormat {
     Text,
     Json,
     Yaml,
+}
+
+impl OutputFormat {
+    /// `value` as pretty JSON or as YAML, each ending in a newline; `None` for text, which each
+    /// command renders its own way.
+    pub fn structured(self, value: &impl serde::Serialize) -> anyhow::Result<Option<String>> {
+        Ok(match self {
+            Self::Text => None,
+            Self::Json => Some(serde_json::to_string_pretty(value)? + "\n"),
+            Self::Yaml => Some(serde_saphyr::to_string(value)?),
+        })
+    }
+}
+
+/// Runs a subcommand's async work to its end on a current-thread runtime.
+pub fn block_on<F: Future>(work: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(work))
 }
 
 /// Logs go to stderr so that stdout stays clean for the kubeconfigs, tokens and reports we print.

@@ -6,7 +6,7 @@ use k0x_etcd::members::{self, Retry};
 use k0x_etcd::{Client, Member};
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::{GlobalArgs, OutputFormat, block_on};
 use crate::server::etcd_client;
 
 #[derive(Debug, Args)]
@@ -81,25 +81,21 @@ impl From<&Member> for MemberView {
 
 pub fn run(global: &GlobalArgs, args: &EtcdArgs) -> anyhow::Result<()> {
     let client = args.endpoint.client(global)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    block_on(async {
         match &args.command {
             EtcdCommand::MemberList { output } => member_list(&client, *output).await,
             EtcdCommand::Leave { peer_url } => leave(&client, peer_url.as_deref()).await,
         }
-    })
+    })?
 }
 
 #[allow(clippy::print_stdout)]
 async fn member_list(client: &Client, output: OutputFormat) -> anyhow::Result<()> {
     let members = client.member_list().await?;
     let views: Vec<MemberView> = members.iter().map(MemberView::from).collect();
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&views)?),
-        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&views)?),
-        OutputFormat::Text => {
+    match output.structured(&views)? {
+        Some(text) => print!("{text}"),
+        None => {
             println!("{:<17} {:<20} {:<8} PEER URLS", "ID", "NAME", "ROLE");
             for member in &views {
                 let role = if member.is_learner {

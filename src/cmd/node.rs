@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use k0x_join::NodeRegistry;
 use k0x_manifests::{ApiClient, segment};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, block_on};
 use crate::cmd::etcd::EndpointArg;
 
 #[derive(Debug, Args)]
@@ -35,11 +35,8 @@ enum NodeCommand {
 }
 
 pub fn run(global: &GlobalArgs, args: &NodeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     match &args.command {
-        NodeCommand::Forget { name } => runtime.block_on(forget(global, &args.endpoint, name)),
+        NodeCommand::Forget { name } => block_on(forget(global, &args.endpoint, name))?,
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Args;
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::{GlobalArgs, OutputFormat, block_on};
 use crate::server::admin::{self, NodeStatus};
 
 #[derive(Debug, Args)]
@@ -16,15 +16,10 @@ pub struct StatusArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let status = runtime.block_on(admin::fetch_status(&global.run_dir()))?;
-    let text = match args.output {
-        OutputFormat::Text => render(&status),
-        OutputFormat::Json => serde_json::to_string_pretty(&status)? + "\n",
-        OutputFormat::Yaml => serde_saphyr::to_string(&status)?,
+    let status = block_on(admin::fetch_status(&global.run_dir()))??;
+    let text = match args.output.structured(&status)? {
+        Some(text) => text,
+        None => render(&status),
     };
     std::io::stdout()
         .write_all(text.as_bytes())

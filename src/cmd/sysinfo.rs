@@ -65,10 +65,9 @@ pub fn run(global: &GlobalArgs, args: &SysinfoArgs) -> anyhow::Result<()> {
         fixed: fixed.as_deref(),
         report: &report,
     };
-    match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&structured)?),
-        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&structured)?),
-        OutputFormat::Text => {
+    match args.output.structured(&structured)? {
+        Some(text) => print!("{text}"),
+        None => {
             for f in fixed.iter().flatten() {
                 match &f.error {
                     None => println!(

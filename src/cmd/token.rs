@@ -8,7 +8,7 @@ use k0x_join::TokenRole;
 use k0x_join::admin::{AdminClient, parse_expiry};
 use k0x_join::store::{TokenInfo, unix_now};
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::{GlobalArgs, OutputFormat, block_on};
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -58,16 +58,13 @@ impl From<TokenRoleArg> for TokenRole {
 
 pub fn run(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(global.run_dir().admin_socket());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    block_on(async {
         match &args.command {
             TokenCommand::Create { role, expiry } => create(&client, *role, expiry).await,
             TokenCommand::List { output } => list(&client, *output).await,
             TokenCommand::Invalidate { ids } => invalidate(&client, ids).await,
         }
-    })
+    })?
 }
 
 #[allow(clippy::print_stdout)]
@@ -84,10 +81,9 @@ async fn create(client: &AdminClient, role: TokenRoleArg, expiry: &str) -> anyho
 #[allow(clippy::print_stdout)]
 async fn list(client: &AdminClient, output: OutputFormat) -> anyhow::Result<()> {
     let tokens = client.list_tokens().await?.tokens;
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&tokens)?),
-        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&tokens)?),
-        OutputFormat::Text => {
+    match output.structured(&tokens)? {
+        Some(text) => print!("{text}"),
+        None => {
             println!("{:<10} {:<11} {:<14} USES", "ID", "ROLE", "EXPIRES IN");
             for token in &tokens {
                 println!(

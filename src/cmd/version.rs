@@ -72,14 +72,10 @@ pub fn run(global: &GlobalArgs, args: &VersionArgs) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)]
 fn print_build(output: OutputFormat) -> anyhow::Result<()> {
-    match output {
-        OutputFormat::Text => println!(
+    match output.structured(&INFO)? {
+        Some(text) => print!("{text}"),
+        None => println!(
             "k0x {} (commit {}, {})",
-            INFO.version, INFO.commit, INFO.target
-        ),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&INFO)?),
-        OutputFormat::Yaml => print!(
-            "version: {}\ncommit: {}\ntarget: {}\n",
             INFO.version, INFO.commit, INFO.target
         ),
     }
@@ -129,11 +125,9 @@ fn gather(global: &GlobalArgs, with_modules: bool) -> ComponentsReport {
 #[allow(clippy::print_stdout)]
 fn print_components(global: &GlobalArgs, output: OutputFormat) -> anyhow::Result<()> {
     let report = gather(global, output != OutputFormat::Text);
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        // JSON is valid YAML; one document keeps both outputs in lockstep.
-        OutputFormat::Yaml => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Text => print!("{}", render_text(&report)),
+    match output.structured(&report)? {
+        Some(text) => print!("{text}"),
+        None => print!("{}", render_text(&report)),
     }
     Ok(())
 }
