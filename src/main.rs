@@ -2,7 +2,7 @@
 
 mod cli;
 mod cmd;
-mod server;
+mod node;
 
 use clap::Parser;
 

@@ -7,7 +7,7 @@ use k0x_etcd::{Client, Member};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat, block_on};
-use crate::server::etcd_client;
+use crate::node::etcd_client;
 
 #[derive(Debug, Args)]
 pub struct EtcdArgs {

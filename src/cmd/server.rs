@@ -9,7 +9,7 @@ use clap::Args;
 use k0x_join::Token;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
-use crate::server::{self, NodeRole, ServerOptions};
+use crate::node::{self, NodeOptions, NodeRole};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -107,11 +107,11 @@ pub fn run_node(
 ) -> anyhow::Result<()> {
     check_disabled(disabled)?;
     let config = global.load_config()?;
-    let options = ServerOptions {
+    let options = NodeOptions {
         role,
         disabled: disabled.to_vec(),
         token: token.load()?,
         host_fixes: host_fixes.host_fixes(&config),
     };
-    server::run(config, global.data_dir(), global.run_dir(), &options)
+    node::run(config, global.data_dir(), global.run_dir(), &options)
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cli::{GlobalArgs, OutputFormat, block_on};
-use crate::server::admin::{self, NodeStatus};
+use crate::node::admin::{self, NodeStatus};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

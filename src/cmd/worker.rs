@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
 use crate::cmd::server::{NodeToken, run_node};
-use crate::server::NodeRole;
+use crate::node::NodeRole;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {

@@ -39,7 +39,7 @@ pub use plan::{NodeRole, Plan};
 
 /// Everything `k0x server` or `k0x worker` was asked to do.
 #[derive(Debug, Clone)]
-pub struct ServerOptions {
+pub struct NodeOptions {
     pub role: NodeRole,
     pub disabled: Vec<String>,
     /// The join token of a worker's or a joining controller's first start.
@@ -53,7 +53,7 @@ pub fn run(
     config: ClusterConfig,
     data: DataDir,
     run: RunDir,
-    options: &ServerOptions,
+    options: &NodeOptions,
 ) -> anyhow::Result<()> {
     let lock = Arc::new(DataDirLock::acquire(&data)?);
     run.create().with_context(|| {
@@ -108,7 +108,7 @@ fn identity(
     data: &DataDir,
     run: &RunDir,
     facts: &NodeFacts,
-    options: &ServerOptions,
+    options: &NodeOptions,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(ClusterConfig, EtcdMembership, Option<Promotion>)> {
     let token = options.token.clone();
@@ -128,7 +128,7 @@ fn identity(
 
 /// The safe host fixes (unless turned off), then the host checks a node cannot run without
 /// (sysinfo's fatal ones), on the ports this configuration uses.
-fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> anyhow::Result<()> {
+fn preflight(config: &ClusterConfig, data: &DataDir, server: &NodeOptions) -> anyhow::Result<()> {
     let options = sysinfo::Options::new(data.clone(), server.role.checked_parts(), &config.spec);
     let report = sysinfo::prepare_for_start(&sysinfo::RealHost, &options, server.host_fixes)?;
     for check in report
@@ -147,7 +147,7 @@ fn preflight(config: &ClusterConfig, data: &DataDir, server: &ServerOptions) -> 
 const ETCD_MIN_FREE: u64 = 256 << 20;
 
 /// Refuses to start a controller's etcd on a device with less than [`ETCD_MIN_FREE`] free.
-fn check_etcd_space(data: &DataDir, options: &ServerOptions) -> anyhow::Result<()> {
+fn check_etcd_space(data: &DataDir, options: &NodeOptions) -> anyhow::Result<()> {
     if !options.role.runs_controller()
         || options.disabled.iter().any(|name| name == components::ETCD)
     {

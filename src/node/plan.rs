@@ -6,7 +6,7 @@ use k0x_host::sysinfo;
 use k0x_node::{Component, NodeContext, RenderedFile, stacks};
 use k0x_supervisor::Spec;
 
-use super::ServerOptions;
+use super::NodeOptions;
 
 /// The components a node runs: a controller's, a worker's, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct Rendered {
 impl Plan {
     /// Renders every component's files and builds its spec without writing anything, so a bad
     /// setting is refused before the binaries are unpacked.
-    pub fn render(ctx: NodeContext, options: &ServerOptions) -> anyhow::Result<Rendered> {
+    pub fn render(ctx: NodeContext, options: &NodeOptions) -> anyhow::Result<Rendered> {
         let components = k0x_node::filter_disabled(
             components(options.role, ctx.config.spec.network.provider),
             &options.disabled,
