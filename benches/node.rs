@@ -87,8 +87,33 @@ fn start(node: &mut Node, env: &[(&str, &OsStr)]) -> (Duration, Duration) {
     (ready, dns)
 }
 
-/// Parent pid, resident KiB and command name of every process.
-fn processes() -> BTreeMap<u32, (u32, u64, String)> {
+/// Resident KiB of one process: all of it, its anonymous part, and its proportional share (a page
+/// that n processes map counts 1/n in each: the Kubernetes components share one binary's text).
+#[derive(Clone, Copy, Default)]
+struct Resident {
+    rss: u64,
+    anon: u64,
+    pss: u64,
+}
+
+impl std::ops::AddAssign for Resident {
+    fn add_assign(&mut self, other: Self) {
+        self.rss += other.rss;
+        self.anon += other.anon;
+        self.pss += other.pss;
+    }
+}
+
+/// The value of the `name` line (`Name:   123 kB`) in a /proc status-like file.
+fn kib_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Parent pid, resident memory and command name of every process.
+fn processes() -> BTreeMap<u32, (u32, Resident, String)> {
     let mut all = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -97,12 +122,11 @@ fn processes() -> BTreeMap<u32, (u32, u64, String)> {
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
+        let rollup = std::fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+        let resident = Resident {
+            rss: kib_field(&status, "VmRSS:"),
+            anon: kib_field(&status, "RssAnon:"),
+            pss: kib_field(&rollup, "Pss:"),
         };
         let name = status
             .lines()
@@ -110,7 +134,7 @@ fn processes() -> BTreeMap<u32, (u32, u64, String)> {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        all.insert(pid, (field("PPid:") as u32, field("VmRSS:"), name));
+        all.insert(pid, (kib_field(&status, "PPid:") as u32, resident, name));
     }
     all
 }
@@ -118,9 +142,9 @@ fn processes() -> BTreeMap<u32, (u32, u64, String)> {
 /// Resident KiB of the node.
 struct Memory {
     k0x: u64,
-    total: u64,
-    /// KiB by command name, largest first.
-    by_name: Vec<(String, u64)>,
+    total: Resident,
+    /// By command name, largest RSS first.
+    by_name: Vec<(String, Resident)>,
 }
 
 /// KiB resident in k0x and in the whole node: k0x, the processes carrying its marker (the
@@ -140,15 +164,17 @@ fn memory(node: &Node) -> Memory {
         }
         false
     };
-    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, (_, rss, name)) in all.iter().filter(|(pid, _)| below(**pid)) {
-        *by_name.entry(name.clone()).or_default() += rss;
+    let mut by_name: BTreeMap<String, Resident> = BTreeMap::new();
+    let mut total = Resident::default();
+    for (_, (_, resident, name)) in all.iter().filter(|(pid, _)| below(**pid)) {
+        *by_name.entry(name.clone()).or_default() += *resident;
+        total += *resident;
     }
-    let mut by_name: Vec<(String, u64)> = by_name.into_iter().collect();
-    by_name.sort_by_key(|(_, rss)| std::cmp::Reverse(*rss));
+    let mut by_name: Vec<(String, Resident)> = by_name.into_iter().collect();
+    by_name.sort_by_key(|(_, resident)| std::cmp::Reverse(resident.rss));
     Memory {
-        k0x: all.get(&k0x).map_or(0, |(_, rss, _)| *rss),
-        total: by_name.iter().map(|(_, rss)| rss).sum(),
+        k0x: all.get(&k0x).map_or(0, |(_, resident, _)| resident.rss),
+        total,
         by_name,
     }
 }
@@ -237,19 +263,33 @@ fn main() {
     let mib = |kib: u64| kib as f64 / 1024.0;
     for memory in &rss {
         println!(
-            "idle with the system pods: k0x VmRSS {:.1} MiB (goal <= 20), whole node {:.0} MiB (goal <= 600)",
+            "idle with the system pods: k0x VmRSS {:.1} MiB (goal <= 20), whole node {:.0} MiB \
+             (PSS: each shared page once; goal <= 600); RSS summed over processes {:.0} MiB, \
+             of it anonymous {:.0} MiB",
             mib(memory.k0x),
-            mib(memory.total)
+            mib(memory.total.pss),
+            mib(memory.total.rss),
+            mib(memory.total.anon)
         );
     }
     let Some(first) = rss.first() else { return };
     let parts: Vec<String> = first
         .by_name
         .iter()
-        .map(|(name, kib)| format!("{name} {:.0}", mib(*kib)))
+        .map(|(name, r)| {
+            format!(
+                "{name} {:.0}/{:.0}/{:.0}",
+                mib(r.rss),
+                mib(r.anon),
+                mib(r.pss)
+            )
+        })
         .collect();
-    println!("whole node by process name, MiB: {}", parts.join(", "));
-    let mut totals: Vec<u64> = rss.iter().map(|m| m.total).collect();
+    println!(
+        "whole node by process name, MiB RSS/anonymous/PSS: {}",
+        parts.join(", ")
+    );
+    let mut totals: Vec<u64> = rss.iter().map(|m| m.total.pss).collect();
     totals.sort_unstable();
     let baseline = totals[totals.len() / 2];
     for knob in KNOBS {
@@ -259,10 +299,10 @@ fn main() {
         };
         let named: Vec<String> = knob.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "with {}: whole node {:.0} MiB, {:.2} of the default's median {:.0} MiB",
+            "with {}: whole node {:.0} MiB (PSS), {:.2} of the default's median {:.0} MiB",
             named.join(" "),
-            mib(with.total),
-            with.total as f64 / baseline as f64,
+            mib(with.total.pss),
+            with.total.pss as f64 / baseline as f64,
             mib(baseline)
         );
     }

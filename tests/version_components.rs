@@ -100,11 +100,14 @@ fn lists_staged_components_with_real_versions_and_marks_kube_missing() {
 
 /// The version components.lock pins for this machine's architecture.
 fn pinned(name: &str) -> String {
+    pinned_record(name).version
+}
+
+fn pinned_record(name: &str) -> k0x_assets::lock::LockEntry {
     k0x_assets::lock::expected()
         .into_iter()
         .find(|e| e.name == name)
         .unwrap()
-        .version
         .clone()
 }
 
@@ -116,11 +119,12 @@ fn a_go_binary_names_the_modules_it_was_built_from() {
     let info = k0x_assets::buildinfo::read(&found[0]).unwrap().unwrap();
     assert!(info.go_version.starts_with("go1."), "{info:?}");
     assert!(info.path.starts_with("go.etcd.io/etcd"), "{info:?}");
-    // Built from its module by embedded-bins/build, kubelet lists every module with its go.sum hash.
+    // Built by embedded-bins/build from the package its lock record names, kubelet lists every
+    // module with its go.sum hash.
     let kubelet = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/components/amd64/kubelet");
     if cfg!(target_arch = "x86_64") && kubelet.is_file() {
         let info = k0x_assets::buildinfo::read(&kubelet).unwrap().unwrap();
-        assert_eq!(info.path, "k8s.io/kubernetes/cmd/kubelet");
+        assert_eq!(info.path, pinned_record("kubelet").package);
         let k8s = info
             .modules
             .iter()

@@ -16,6 +16,10 @@
 //!   longer matches its record, is re-hashed and, if its content differs, replaced.
 //!   (Someone who rewrites a binary *and* restores its size and mtime defeats this check; that
 //!   takes root, who could equally replace k0x itself.)
+//! - **One binary, several names.** The Kubernetes multi-call binary is staged under each of its
+//!   names as hard links, which tar stores once: a link entry becomes a hard link to its target in
+//!   staging (or to the intact target in `bin/`), and its manifest entry must carry the target's
+//!   sha256. Processes running any of the names then share one copy of the code in memory.
 //! - **Concurrency.** An exclusive flock on `bin/.lock` serializes extractions; the staging
 //!   directory of a process killed mid-way is removed by the next one under that lock.
 
@@ -108,7 +112,9 @@ pub fn extract(payload: &Payload, data: &DataDir, progress: Progress) -> Result<
         stream.finish()?;
         staging.sync_all()?;
         for (name, record) in commit(&staging, &bin, &manifest, &plan, payload)? {
-            report.bytes_written += record.size;
+            if !staging.linked.contains(&name) {
+                report.bytes_written += record.size;
+            }
             report.extracted.push(name.clone());
             records.files.insert(name, record);
         }
@@ -149,10 +155,12 @@ fn stage<R: Read>(
     payload: &Payload,
     progress: Progress,
 ) -> Result<Staging> {
+    let mut contents = BTreeSet::new();
     let needed: u64 = plan
         .to_extract
         .iter()
         .filter_map(|name| manifest.file(name))
+        .filter(|file| contents.insert(&file.sha256))
         .map(|file| file.size)
         .sum();
     let mut staging = Staging::create(bin, needed)?;
@@ -161,7 +169,18 @@ fn stage<R: Read>(
         let mut entry = entry.map_err(|e| payload_read_error(payload, &e))?;
         let file = listed_file(&entry, manifest, payload)?;
         if plan.to_extract.contains(&file.name) {
-            staging.write_verified(&mut entry, file, payload, &mut meter)?;
+            match link_target(&entry, file, manifest, payload)? {
+                Some(target) => {
+                    let source = if plan.to_extract.contains(&target.name) {
+                        staging.dir.join(&target.name)
+                    } else {
+                        bin.join(&target.name)
+                    };
+                    staging.link(&source, file, payload)?;
+                    meter.file_done(&file.name, file.size);
+                }
+                None => staging.write_verified(&mut entry, file, payload, &mut meter)?,
+            }
         } else {
             io::copy(&mut entry, &mut io::sink()).map_err(|e| payload_read_error(payload, &e))?;
         }
@@ -382,7 +401,8 @@ fn hash_file(path: &Path) -> Result<String> {
     }
 }
 
-/// The manifest entry a tar entry claims to be; anything unlisted or not a regular file is refused.
+/// The manifest entry a tar entry claims to be; anything unlisted, or neither a regular file nor a
+/// hard link, is refused.
 fn listed_file<'m, R: Read>(
     entry: &tar::Entry<'_, R>,
     manifest: &'m PayloadManifest,
@@ -392,16 +412,17 @@ fn listed_file<'m, R: Read>(
         .path()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let kind = entry.header().entry_type();
     let file = manifest
         .file(&name)
-        .filter(|_| entry.header().entry_type().is_file())
+        .filter(|_| kind.is_file() || kind.is_hard_link())
         .ok_or_else(|| {
             AssetsError::corrupt(
                 payload.path(),
                 format!("it holds {name:?}, which its manifest does not list"),
             )
         })?;
-    if entry.size() != file.size {
+    if kind.is_file() && entry.size() != file.size {
         return Err(AssetsError::corrupt(
             payload.path(),
             format!(
@@ -414,6 +435,37 @@ fn listed_file<'m, R: Read>(
     Ok(file)
 }
 
+/// The manifest entry a hard-link entry points at (`None` for a regular file); refused unless the
+/// manifest gives both names the same content.
+fn link_target<'m, R: Read>(
+    entry: &tar::Entry<'_, R>,
+    file: &PayloadFile,
+    manifest: &'m PayloadManifest,
+    payload: &Payload,
+) -> Result<Option<&'m PayloadFile>> {
+    if !entry.header().entry_type().is_hard_link() {
+        return Ok(None);
+    }
+    let target = entry
+        .link_name()
+        .ok()
+        .flatten()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match manifest.file(&target) {
+        Some(target) if target.sha256 == file.sha256 && target.size == file.size => {
+            Ok(Some(target))
+        }
+        _ => Err(AssetsError::corrupt(
+            payload.path(),
+            format!(
+                "{} links to {target:?}, which its manifest does not list with the same sha256",
+                file.name
+            ),
+        )),
+    }
+}
+
 /// A private directory inside `bin/` where files are verified before they are renamed into place;
 /// removed on drop, so every failure leaves `bin/` as it was.
 struct Staging {
@@ -421,6 +473,8 @@ struct Staging {
     needed_mib: u64,
     /// Staged files, fsync'd together once the whole payload has been verified.
     written: Vec<File>,
+    /// Names staged as hard links to another name's content.
+    linked: BTreeSet<String>,
 }
 
 impl Staging {
@@ -440,6 +494,7 @@ impl Staging {
             dir,
             needed_mib: fsutil::mib(needed),
             written: Vec::new(),
+            linked: BTreeSet::new(),
         };
         fs::DirBuilder::new()
             .mode(0o700)
@@ -499,6 +554,22 @@ impl Staging {
         }
         meter.file_done(&file.name, file.size);
         Ok(())
+    }
+
+    /// Stages `file` as a hard link to `source`: its target, verified in staging or intact in
+    /// `bin/`. A target that is not there yet came after the link in the payload.
+    fn link(&mut self, source: &Path, file: &PayloadFile, payload: &Payload) -> Result<()> {
+        match fs::hard_link(source, self.dir.join(&file.name)) {
+            Ok(()) => {
+                self.linked.insert(file.name.clone());
+                Ok(())
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(AssetsError::corrupt(
+                payload.path(),
+                format!("{} links to a file that comes after it", file.name),
+            )),
+            Err(err) => Err(self.write_error(err)),
+        }
     }
 
     /// Makes every staged file durable before any of them is renamed into place. Their
@@ -740,6 +811,109 @@ mod tests {
         let err = extract(&Payload::open(&bare).unwrap(), &data, Progress::Silent).unwrap_err();
         assert!(err.to_string().contains("does not list"), "{err}");
         assert!(!data.bin().join("a").exists() && !data.bin().join("evil").exists());
+    }
+
+    /// A payload whose entries are files or hard links; the manifest lists each name with the
+    /// digest of `claimed` content, so a link can claim content its target does not have.
+    fn payload_with_links(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let record = |name: &str, claimed: &[u8]| PayloadFile {
+            name: name.into(),
+            version: "1".into(),
+            lock_version: "1".into(),
+            sha256: hex::encode(Sha256::digest(claimed)),
+            size: claimed.len() as u64,
+            source: "test".into(),
+        };
+        let manifest = PayloadManifest {
+            format: 1,
+            arch: HOST_ARCH.into(),
+            mode: "from-system".into(),
+            created: String::new(),
+            files: entries
+                .iter()
+                .map(|(name, _, claimed)| record(name, claimed))
+                .collect(),
+        };
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(json.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(
+                &mut header,
+                crate::manifest::PAYLOAD_MANIFEST_NAME,
+                &json[..],
+            )
+            .unwrap();
+        for (name, target, bytes) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_mode(0o755);
+            match target {
+                Some(target) => {
+                    header.set_entry_type(tar::EntryType::Link);
+                    header.set_size(0);
+                    builder.append_link(&mut header, name, target).unwrap();
+                }
+                None => {
+                    header.set_size(bytes.len() as u64);
+                    header.set_cksum();
+                    builder.append_data(&mut header, name, *bytes).unwrap();
+                }
+            }
+        }
+        zstd::encode_all(&builder.into_inner().unwrap()[..], 3).unwrap()
+    }
+
+    fn extract_bare(dir: &Path, data: &DataDir, payload: &[u8]) -> Result<ExtractReport> {
+        let bare = dir.join("linked.tar.zst");
+        fs::write(&bare, payload).unwrap();
+        extract(&Payload::open(&bare).unwrap(), data, Progress::Silent)
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn a_link_entry_installs_one_copy_under_both_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let payload = payload_with_links(&[("a", None, b"one"), ("b", Some("a"), b"one")]);
+        let report = extract_bare(dir.path(), &data, &payload).unwrap();
+        assert_eq!(
+            report.bytes_written, 3,
+            "the link's bytes are not written again"
+        );
+        assert_eq!(fs::read(data.bin().join("b")).unwrap(), b"one");
+        assert_eq!(inode(&data.bin().join("a")), inode(&data.bin().join("b")));
+
+        fs::remove_file(data.bin().join("b")).unwrap();
+        let report = extract_bare(dir.path(), &data, &payload).unwrap();
+        assert_eq!(report.extracted, ["b"], "only the missing name is restored");
+        assert_eq!(inode(&data.bin().join("a")), inode(&data.bin().join("b")));
+    }
+
+    #[test]
+    fn a_link_claiming_other_content_than_its_target_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let payload = payload_with_links(&[("a", None, b"one"), ("b", Some("a"), b"two")]);
+        let err = extract_bare(dir.path(), &data, &payload).unwrap_err();
+        assert!(err.to_string().contains("b links to \"a\""), "{err}");
+        assert!(!data.bin().join("a").exists() && !data.bin().join("b").exists());
+    }
+
+    #[test]
+    fn a_link_before_its_target_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let payload = payload_with_links(&[("b", Some("a"), b"one"), ("a", None, b"one")]);
+        let err = extract_bare(dir.path(), &data, &payload).unwrap_err();
+        assert!(err.to_string().contains("comes after it"), "{err}");
+        assert!(!data.bin().join("a").exists() && !data.bin().join("b").exists());
     }
 
     const TRAILER_LEN_USIZE: usize = crate::payload::TRAILER_LEN as usize;
