@@ -182,10 +182,12 @@ impl Token {
         if wire.urls.is_empty() {
             return Err(TokenError::Invalid("it names no controller URL".into()));
         }
-        if let Some(bad) = wire.urls.iter().find(|u| !u.starts_with("https://")) {
-            return Err(TokenError::Invalid(format!(
-                "controller URL {bad:?} is not https://"
-            )));
+        for url in &wire.urls {
+            if let Some(problem) = k0x_pki::server_url_problem(url) {
+                return Err(TokenError::Invalid(format!(
+                    "controller URL {url:?} {problem}"
+                )));
+            }
         }
         if wire.ca.len() != 64 || !wire.ca.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(TokenError::Invalid(
@@ -402,6 +404,27 @@ mod tests {
         let err = Token::parse(&text).unwrap_err();
         assert_eq!(err, TokenError::UnknownRole("admin".into()));
         assert!(err.to_string().contains("expected worker or controller"));
+    }
+
+    #[test]
+    fn a_controller_url_a_node_cannot_reach_is_refused() {
+        for (url, problem) in [
+            ("https://", "names no host"),
+            ("https://a b:9443", "contains a space"),
+            (
+                "https://300.1.2.3:9443",
+                "neither an IP address nor a DNS name",
+            ),
+            ("https://10.0.0.1:0", "not a number from 1 to 65535"),
+            ("http://10.0.0.1:9443", "is not an https:// URL"),
+        ] {
+            let wire = serde_json::json!({"role": "worker", "urls": [url],
+                "ca": "ab".repeat(32), "id": "abcdef12", "secret": B64URL.encode([1u8; 32])});
+            let text = format!("{PREFIX}{}", B64URL.encode(wire.to_string()));
+            let err = Token::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(problem), "{url}: {err}");
+            assert!(err.contains(url), "{url}: {err}");
+        }
     }
 
     #[test]
