@@ -475,12 +475,12 @@ const ROWS: &[Row] = &[
     },
 ];
 
-fn token(role: k0x_join::Role, url: &str) -> String {
+fn token(role: k0x_join::TokenRole, url: &str) -> String {
     k0x_join::Token::generate(role, vec![url.into()], "ab".repeat(32)).encode()
 }
 
 fn expand(text: &str) -> String {
-    let worker = token(k0x_join::Role::Worker, "https://10.0.0.1:9443");
+    let worker = token(k0x_join::TokenRole::Worker, "https://10.0.0.1:9443");
     let (head, tail) = worker.split_at(worker.len() / 2);
     let text = if text.starts_with("spec:") {
         format!("{K0X_YAML}{}", text.strip_prefix("spec:\n").unwrap_or(text))
@@ -489,10 +489,10 @@ fn expand(text: &str) -> String {
     };
     text.replace("{worker-cut}", head)
         .replace("{worker-garbled}", &format!("{head}!{}", &tail[1..]))
-        .replace("{bad-url}", &token(k0x_join::Role::Worker, "https://"))
+        .replace("{bad-url}", &token(k0x_join::TokenRole::Worker, "https://"))
         .replace(
             "{controller}",
-            &token(k0x_join::Role::Controller, "https://10.0.0.1:9443"),
+            &token(k0x_join::TokenRole::Controller, "https://10.0.0.1:9443"),
         )
         .replace("{worker}", &worker)
 }
