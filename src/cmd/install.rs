@@ -12,7 +12,7 @@ use k0x_host::install::{
 use k0x_host::units::{InitSystem, UnitRole};
 
 use crate::cli::{GlobalArgs, HostFixesArg};
-use crate::cmd::server::{NodeToken, check_disabled};
+use crate::cmd::launch::{NodeToken, check_disabled};
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {

@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod install;
 pub mod kubeconfig;
 pub mod kubectl;
+pub mod launch;
 pub mod node;
 pub mod pki;
 pub mod reset;

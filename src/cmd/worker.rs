@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
-use crate::cmd::server::{NodeToken, run_node};
+use crate::cmd::launch::{NodeToken, run_node};
 use crate::node::NodeRole;
 
 #[derive(Debug, Args)]
