@@ -11,6 +11,7 @@
 
 pub mod cluster;
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -567,12 +568,31 @@ pub fn stage_kubernetes(bin: &Path, test: &str, target_tmp: &Path) -> bool {
     let Some(found) = k0x_testkit::require_binaries(test, &names) else {
         return false;
     };
+    let mut staged = HashMap::new();
     for (name, path) in names.iter().zip(&found) {
-        fs::copy(path, bin.join(name)).unwrap();
+        stage_file(path, &bin.join(name), &mut staged);
     }
     let pause = k0x_testkit::pause::static_pause(target_tmp);
     fs::copy(pause, bin.join("pause")).unwrap();
     true
+}
+
+/// Copies `source` to `dest`, or hard-links `dest` to the copy of a source with the same inode
+/// (the names of the Kubernetes multi-call binary), as extraction from the payload does: the
+/// processes running those names then share its pages, as on a real node.
+fn stage_file(source: &Path, dest: &Path, staged: &mut HashMap<(u64, u64), PathBuf>) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(source).unwrap();
+    match staged.get(&(meta.dev(), meta.ino())) {
+        Some(first) => {
+            let _ = fs::remove_file(dest);
+            fs::hard_link(first, dest).unwrap();
+        }
+        None => {
+            fs::copy(source, dest).unwrap();
+            staged.insert((meta.dev(), meta.ino()), dest.to_owned());
+        }
+    }
 }
 
 /// The components of a controller+worker with Kubernetes staged (flannel the pod network), in
