@@ -71,9 +71,14 @@ fn tools(test: &str) -> bool {
     k0x_testkit::require_binaries(test, &["kubectl", "openssl", "base64", "sh"]).is_some()
 }
 
+/// The kubectl tests run: the one embedded-bins/build built, else the host's.
+fn kubectl() -> PathBuf {
+    k0x_testkit::find_binary("kubectl").unwrap()
+}
+
 /// `kubectl config view --raw` of `kubeconfig`, with an optional jsonpath.
 fn kubectl_view(kubeconfig: &Path, jsonpath: Option<&str>) -> String {
-    let mut cmd = Command::new("kubectl");
+    let mut cmd = Command::new(kubectl());
     cmd.args(["config", "view", "--raw", "--kubeconfig"])
         .arg(kubeconfig);
     if let Some(path) = jsonpath {
@@ -87,13 +92,14 @@ fn kubectl_view(kubeconfig: &Path, jsonpath: Option<&str>) -> String {
 /// openssl's view of the client certificate kubectl finds in `kubeconfig`.
 fn client_cert_text(kubeconfig: &Path, openssl_args: &str) -> String {
     let script = format!(
-        "kubectl config view --raw --kubeconfig \"$1\" \
+        "\"$2\" config view --raw --kubeconfig \"$1\" \
          -o jsonpath='{{.users[0].user.client-certificate-data}}' | base64 -d \
          | openssl x509 -noout {openssl_args}"
     );
     let out = Command::new("sh")
         .args(["-c", &script, "sh"])
         .arg(kubeconfig)
+        .arg(kubectl())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
