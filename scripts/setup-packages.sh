@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages k0x's build, staging and tests use. Idempotent; needs root.
+#   scripts/setup-packages.sh           what the amd64 build and the tests need
+#   scripts/setup-packages.sh --cross   also the cross C toolchains and libseccomp of arm64 and
+#                                       armhf (runc's and flannel's cgo builds for
+#                                       `embedded-bins/build --arch arm64|arm`) and qemu-user to
+#                                       run the results
 set -euo pipefail
+
+cross=false
+case "${1:-}" in
+  "") ;;
+  --cross) cross=true ;;
+  *) echo "scripts/setup-packages.sh: unknown argument ${1} (use --cross, or nothing)" >&2; exit 2 ;;
+esac
 
 packages=(
   etcd-server etcd-client          # real etcd for the controller and tests
@@ -28,6 +40,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+if $cross; then
+  dpkg --add-architecture arm64
+  dpkg --add-architecture armhf
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends crossbuild-essential-arm64 crossbuild-essential-armhf \
+    libseccomp-dev:arm64 libseccomp-dev:armhf qemu-user-static >/dev/null
+fi
 # kubectl: use the host's if it has one, otherwise Debian's kubernetes-client.
 if ! command -v kubectl >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null

@@ -51,9 +51,17 @@ fn go_available(test: &str) -> bool {
 }
 
 fn loopback_record() -> String {
+    amd64_record("loopback")
+}
+
+/// The lock's amd64 record of `name`.
+fn amd64_record(name: &str) -> String {
     let lock = fs::read_to_string(repo().join("embedded-bins/components.lock")).unwrap();
     lock.lines()
-        .find(|l| l.starts_with("loopback ") && l.split_whitespace().nth(1) == Some("amd64"))
+        .find(|l| {
+            let mut fields = l.split_whitespace();
+            fields.next() == Some(name) && fields.next() == Some("amd64")
+        })
         .unwrap()
         .to_owned()
 }
@@ -221,6 +229,47 @@ fn bad_input_is_one_line_naming_the_component_and_the_fix() {
             "{what}: names no component: {err}"
         );
         assert!(lines[0].contains(expected), "{what}: {err}");
+    }
+}
+
+/// runc, built with cgo, without the C library it links (pkg-config finds no libseccomp) and
+/// without a C compiler (CC names none): one line each, naming runc and what to install.
+#[test]
+fn a_missing_c_library_or_compiler_is_one_line_naming_the_component_and_the_fix() {
+    if !go_available("build_missing_c") || !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let lock = lock_with(tmp.path(), &amd64_record("runc"));
+    let cases = [
+        (
+            "no libseccomp",
+            ("PKG_CONFIG_LIBDIR", tmp.path().join("no-pc-files")),
+            "the C library libseccomp for amd64 is missing (install libseccomp-dev",
+        ),
+        (
+            "no C compiler",
+            ("CC", tmp.path().join("no-such-gcc")),
+            "no C compiler for amd64 (install gcc",
+        ),
+    ];
+    for (what, (var, value), expected) in cases {
+        let mut cmd = build(
+            &tmp.path().join(format!("cache-{var}")),
+            &["--arch", "amd64", "--lock", lock.to_str().unwrap(), "--out"],
+        );
+        cmd.arg(tmp.path().join("out")).env(var, value);
+        let out = run(cmd);
+        let err = stderr(&out);
+        let lines: Vec<_> = err.lines().filter(|l| !l.starts_with("building")).collect();
+        assert!(!out.status.success(), "{what}: accepted");
+        assert_eq!(lines.len(), 1, "{what}: not one line: {err}");
+        assert!(lines[0].contains(" runc: "), "{what}: {err}");
+        assert!(lines[0].contains(expected), "{what}: {err}");
+        assert!(
+            !tmp.path().join("out/runc").exists(),
+            "{what}: a binary left"
+        );
     }
 }
 
