@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -140,6 +140,50 @@ fn extracts_verified_files_and_a_warm_start_does_not_rewrite_them() {
     assert_eq!(warm.unchanged.len(), 3);
     assert_eq!(snapshot(&data), before);
     assert!(leftovers(&data).is_empty());
+}
+
+/// The stage script packs names with one content (as the Kubernetes multi-call binary's) as tar
+/// hard links, stored once; extraction installs them as hard links to one file.
+#[test]
+fn one_binary_under_two_names_is_packed_once_and_installed_as_one_file() {
+    let Some(()) = prerequisites("one_binary_two_names") else {
+        return;
+    };
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("same-bins");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(host("host-local"), dir.join("host-local")).unwrap();
+    fs::copy(host("host-local"), dir.join("loopback")).unwrap();
+    let payload = stage(
+        &tmp.path().join("p.tar.zst"),
+        "loopback,host-local",
+        &[&dir],
+    );
+
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg("zstd -dc \"$1\" | tar -tvf -")
+        .arg("sh")
+        .arg(&payload)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(
+        listing.lines().filter(|l| l.starts_with('h')).count(),
+        1,
+        "one name is a link: {listing}"
+    );
+
+    let data = DataDir::new(tmp.path().join("data"));
+    let report = extract(&Payload::open(&payload).unwrap(), &data, Progress::Silent).unwrap();
+    let size = fs::metadata(host("host-local")).unwrap().len();
+    assert_eq!(report.bytes_written, size, "written once");
+    let inode = |name: &str| fs::metadata(data.bin().join(name)).unwrap().ino();
+    assert_eq!(inode("loopback"), inode("host-local"));
+    assert_eq!(
+        sha256(&data.bin().join("loopback")),
+        sha256(&host("host-local"))
+    );
 }
 
 #[test]
