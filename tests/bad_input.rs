@@ -345,6 +345,21 @@ const ROWS: &[Row] = &[
         line: "Error: --server \"https://300.1.2.3:6443\" has a host that is neither an IP address nor a DNS name; pass an https:// URL such as https://10.0.0.5:6443",
     },
     Row {
+        input: "`--server` with a query string",
+        files: &[],
+        pki: true,
+        args: &[
+            "user",
+            "create",
+            "demo",
+            "--server",
+            "https://10.0.0.5:6443?watch=1",
+            "--data-dir",
+            "d",
+        ],
+        line: "Error: --server \"https://10.0.0.5:6443?watch=1\" has a query or fragment: clients append API paths to it; pass an https:// URL such as https://10.0.0.5:6443",
+    },
+    Row {
         input: "`--output` naming a directory",
         files: &[("configs/", "")],
         pki: true,

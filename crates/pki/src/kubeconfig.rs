@@ -19,7 +19,10 @@ pub fn server_url_problem(url: &str) -> Option<&'static str> {
     let Some(rest) = url.strip_prefix("https://") else {
         return Some("is not an https:// URL");
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if rest.contains(['?', '#']) {
+        return Some("has a query or fragment: clients append API paths to it");
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
     if authority.contains('@') {
         return Some("carries a user name: the client certificate is the credential");
     }
@@ -208,6 +211,8 @@ mod tests {
             ("https://x:", "port"),
             ("https://[fd00::5:6443", "IPv6"),
             ("https://u@x:6443", "user name"),
+            ("https://x:6443?a=b", "query"),
+            ("https://x:6443/k8s#top", "fragment"),
         ] {
             let problem = server_url_problem(bad).unwrap_or_default();
             assert!(problem.contains(why), "{bad}: {problem:?}");
