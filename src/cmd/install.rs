@@ -12,7 +12,7 @@ use k0x_host::install::{
 use k0x_host::units::{InitSystem, UnitRole};
 
 use crate::cli::{GlobalArgs, HostFixesArg};
-use crate::cmd::launch::{NodeToken, check_disabled};
+use crate::cmd::launch::{NodeToken, check_disabled, check_profile};
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
@@ -36,6 +36,10 @@ pub struct ControllerArgs {
     /// With --enable-worker: register the node with the control-plane taint.
     #[arg(long, requires = "enable_worker")]
     pub taint_control_plane: bool,
+    /// With --enable-worker: the worker profile (`spec.workerProfiles[].name` in the unit's configuration) the unit's
+    /// kubelet applies.
+    #[arg(long, value_name = "NAME", requires = "enable_worker")]
+    pub profile: Option<String>,
     /// Components not to run, comma separated (e.g. kube-scheduler).
     #[arg(long, value_delimiter = ',')]
     pub disable_components: Vec<String>,
@@ -52,6 +56,10 @@ pub struct WorkerArgs {
     /// The join token printed by `k0x token create --role worker`; copied to a 0600 file.
     #[arg(long)]
     pub token_file: PathBuf,
+    /// The worker profile (`spec.workerProfiles[].name` in the unit's configuration) the unit's
+    /// kubelet applies.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -80,12 +88,15 @@ pub enum Init {
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let common = match &args.role {
-        InstallRole::Controller(c) => &c.common,
-        InstallRole::Worker(w) => &w.common,
+    let (common, profile) = match &args.role {
+        InstallRole::Controller(c) => (&c.common, &c.profile),
+        InstallRole::Worker(w) => (&w.common, &w.profile),
     };
+    let unit_config = unit_config(&absolute(&global.config), &common.root)?;
+    check_profile(&unit_config, profile.as_deref())?;
     let passthrough = Passthrough {
         no_host_fixes: common.host_fixes.no_host_fixes,
+        profile: profile.clone(),
         ..Passthrough::non_default(
             &absolute(&global.data_dir),
             &absolute(&global.run_dir),
@@ -95,7 +106,6 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
     let (role, args, token) = match &args.role {
         InstallRole::Controller(c) => {
             check_disabled(&c.disable_components)?;
-            check_unit_config(&absolute(&global.config), &c.common.root)?;
             let token = NodeToken {
                 argument: None,
                 file: c.token_file.as_deref(),
@@ -114,7 +124,6 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
             (UnitRole::Controller, args, token)
         }
         InstallRole::Worker(w) => {
-            check_unit_config(&absolute(&global.config), &w.common.root)?;
             let token = NodeToken {
                 argument: None,
                 file: Some(&w.token_file),
@@ -166,13 +175,12 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<()> {
 /// Loads the configuration the unit will read (`--config` on the installed system below
 /// `--root`) as `k0x server` and `k0x worker` load it, so a unit that could only fail is never
 /// installed.
-fn check_unit_config(config: &Path, root: &Path) -> anyhow::Result<()> {
+fn unit_config(config: &Path, root: &Path) -> anyhow::Result<ClusterConfig> {
     let installed = root.join(config.strip_prefix("/").unwrap_or(config));
     if config == Path::new(DEFAULT_CONFIG_FILE) && !installed.exists() {
-        return Ok(());
+        return Ok(ClusterConfig::default());
     }
-    ClusterConfig::load(&installed).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    Ok(())
+    ClusterConfig::load(&installed).map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
 /// Makes a running systemd read the changed units; a failure only warns: the files are written.
@@ -214,6 +222,7 @@ mod tests {
     fn every_passthrough() -> Passthrough {
         Passthrough {
             no_host_fixes: true,
+            profile: Some("small".into()),
             ..Passthrough::non_default(Path::new("/d"), Path::new("/r"), Path::new("/c.yaml"))
         }
     }
@@ -238,6 +247,7 @@ mod tests {
             Some(Path::new(CONTROLLER_TOKEN_PATH))
         );
         assert!(server.host_fixes.no_host_fixes);
+        assert_eq!(server.profile.as_deref(), Some("small"));
         assert_eq!(cli.global.data_dir, Path::new("/d"));
         assert_eq!(cli.global.run_dir, Path::new("/r"));
         assert_eq!(cli.global.config, Path::new("/c.yaml"));
@@ -268,6 +278,7 @@ mod tests {
         );
         assert!(worker.token.is_none());
         assert!(worker.host_fixes.no_host_fixes);
+        assert_eq!(worker.profile.as_deref(), Some("small"));
         assert_eq!(cli.global.data_dir, Path::new("/d"));
     }
 }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+use k0x_config::ClusterConfig;
 use k0x_join::Token;
 
 use crate::cli::{GlobalArgs, HostFixesArg};
@@ -42,21 +44,31 @@ pub fn check_disabled(disabled: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a `--profile` the configuration does not define.
+pub fn check_profile(config: &ClusterConfig, profile: Option<&str>) -> anyhow::Result<()> {
+    k0x_node::worker_profile(config, profile).context("--profile")?;
+    Ok(())
+}
+
 /// Checks what the command line alone can show wrong before anything is locked or written
-/// (component names, the configuration, the token's role), then runs the node. `k0x install`
+/// (component names, the configuration, the worker profile, the token's role), then runs the
+/// node. `k0x install`
 /// runs the same checks on what its unit will run.
 pub fn run_node(
     global: &GlobalArgs,
     role: NodeRole,
     token: &NodeToken<'_>,
     disabled: &[String],
+    profile: Option<&str>,
     host_fixes: HostFixesArg,
 ) -> anyhow::Result<()> {
     check_disabled(disabled)?;
     let config = global.load_config()?;
+    check_profile(&config, profile)?;
     let options = NodeOptions {
         role,
         disabled: disabled.to_vec(),
+        worker_profile: profile.map(str::to_owned),
         token: token.load()?,
         host_fixes: host_fixes.host_fixes(&config),
     };

@@ -27,6 +27,11 @@ pub struct ServerArgs {
     /// (node-role.kubernetes.io/control-plane:NoSchedule), so only pods that tolerate it run here.
     #[arg(long, requires = "enable_worker")]
     pub taint_control_plane: bool,
+    /// With --enable-worker: the worker profile (`spec.workerProfiles[].name` in the configuration) whose values are
+    /// merged into the kubelet configuration; without it, a profile named `default` applies when
+    /// one exists.
+    #[arg(long, value_name = "NAME", requires = "enable_worker")]
+    pub profile: Option<String>,
     /// Components not to run, comma separated (etcd, kube-apiserver, kube-scheduler,
     /// kube-controller-manager, containerd, kubelet, kube-proxy), and system stacks not to
     /// apply (coredns, metrics-server).
@@ -57,6 +62,7 @@ pub fn run(global: &GlobalArgs, args: &ServerArgs) -> anyhow::Result<()> {
         role,
         &token,
         &args.disable_components,
+        args.profile.as_deref(),
         args.host_fixes,
     )
 }

@@ -21,6 +21,11 @@ pub struct WorkerArgs {
     /// Components not to run, comma separated (containerd, kubelet, kube-proxy).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub disable_components: Vec<String>,
+    /// The worker profile (`spec.workerProfiles[].name` in the configuration) whose values are
+    /// merged into the kubelet configuration; without it, a profile named `default` applies when
+    /// one exists.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub host_fixes: HostFixesArg,
 }
@@ -38,6 +43,7 @@ pub fn run(global: &GlobalArgs, args: &WorkerArgs) -> anyhow::Result<()> {
         NodeRole::Worker,
         &token,
         &args.disable_components,
+        args.profile.as_deref(),
         args.host_fixes,
     )
 }

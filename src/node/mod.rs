@@ -42,6 +42,8 @@ pub use plan::{NodeRole, Plan};
 pub struct NodeOptions {
     pub role: NodeRole,
     pub disabled: Vec<String>,
+    /// `--profile`: the worker profile the kubelet applies (`None`: one named `default`, if any).
+    pub worker_profile: Option<String>,
     /// The join token of a worker's or a joining controller's first start.
     pub token: Option<Token>,
     /// Whether the host is fixed before it is checked.
@@ -75,6 +77,7 @@ pub fn run(
     let mut ctx = NodeContext::new(config, data, run, facts);
     ctx.etcd_membership = membership;
     ctx.taint_control_plane = options.role.taints_control_plane();
+    ctx.worker_profile = options.worker_profile.clone();
     let rendered = Plan::render(ctx, options)?;
     install_components(&rendered.ctx.data)?;
     let plan = rendered.prepare()?;

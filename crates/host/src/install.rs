@@ -37,6 +37,8 @@ pub struct Passthrough {
     pub config: Option<PathBuf>,
     /// `--no-host-fixes`: the unit's node only checks the host.
     pub no_host_fixes: bool,
+    /// `--profile NAME`: the worker profile the unit's kubelet applies.
+    pub profile: Option<String>,
 }
 
 impl Passthrough {
@@ -48,12 +50,17 @@ impl Passthrough {
             run_dir: keep(run_dir, layout::DEFAULT_RUN_DIR),
             config: keep(config, layout::DEFAULT_CONFIG_FILE),
             no_host_fixes: false,
+            profile: None,
         }
     }
 
     fn push_to(&self, args: &mut Vec<String>) {
         if self.no_host_fixes {
             args.push("--no-host-fixes".into());
+        }
+        if let Some(profile) = &self.profile {
+            args.push("--profile".into());
+            args.push(profile.clone());
         }
         for (flag, value) in [
             ("--data-dir", &self.data_dir),

@@ -27,7 +27,8 @@ pub enum NodeError {
     },
 
     #[error(
-        "worker profile {name:?} is not defined in spec.workerProfiles; define it or pick one of: {known}"
+        "worker profile {name:?} is not defined in spec.workerProfiles of the configuration; define it there{}",
+        if known.is_empty() { String::new() } else { format!(" or pick one of: {known}") }
     )]
     UnknownWorkerProfile { name: String, known: String },
 

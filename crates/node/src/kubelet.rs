@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use k0x_config::ClusterConfig;
 use k0x_config::layout::PRIVATE_DIR_MODE;
 use k0x_config::pki_names;
 use k0x_supervisor::{Probe, Spec};
@@ -69,7 +70,7 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
         config["failSwapOn"] = json!(false);
         config["memorySwap"] = json!({ "swapBehavior": "NoSwap" });
     }
-    if let Some((name, values)) = selected_profile(ctx)? {
+    if let Some((name, values)) = worker_profile(&ctx.config, ctx.worker_profile.as_deref())? {
         for key in ["apiVersion", "kind"] {
             if values.contains_key(key) {
                 return Err(NodeError::InvalidProfileValue {
@@ -85,12 +86,16 @@ pub fn kubelet_config(ctx: &NodeContext) -> Result<Value, NodeError> {
 }
 
 /// A worker profile's name and the values it merges into the kubelet configuration.
-type ProfileValues<'a> = (&'a str, Map<String, Value>);
+pub type ProfileValues<'a> = (&'a str, Map<String, Value>);
 
-/// The worker profile to apply: the named one (which must exist), else one called `default`.
-fn selected_profile(ctx: &NodeContext) -> Result<Option<ProfileValues<'_>>, NodeError> {
-    let profiles = &ctx.config.spec.worker_profiles;
-    let wanted = ctx.worker_profile.as_deref();
+/// The worker profile a kubelet applies: the one `wanted` names (which must exist), else one
+/// called `default`, else none. `k0x server`, `k0x worker` and `k0x install` check `--profile`
+/// with it before anything is written.
+pub fn worker_profile<'c>(
+    config: &'c ClusterConfig,
+    wanted: Option<&str>,
+) -> Result<Option<ProfileValues<'c>>, NodeError> {
+    let profiles = &config.spec.worker_profiles;
     let found = profiles
         .iter()
         .find(|p| p.name == wanted.unwrap_or("default"));

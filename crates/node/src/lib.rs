@@ -74,7 +74,7 @@ pub use apiserver::service_account_issuer;
 pub use containerd::containerd_config;
 pub use etcd::{client_url as etcd_client_url, peer_url as etcd_peer_url};
 pub use kube_proxy::kube_proxy_config;
-pub use kubelet::kubelet_config;
+pub use kubelet::{kubelet_config, worker_profile};
 
 #[cfg(test)]
 mod test_support {
