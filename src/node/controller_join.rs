@@ -49,12 +49,28 @@ enum Start {
     New,
 }
 
-fn start_kind(has_wal: bool, added_as_learner: bool, has_token: bool) -> Start {
-    match (has_wal, has_token, added_as_learner) {
-        (true, _, _) => Start::Restart,
-        (false, true, _) => Start::Join,
-        (false, false, true) => Start::NeedToken,
-        (false, false, false) => Start::New,
+/// What a controller finds at its start that decides its [`Start`].
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    /// Its etcd data dir holds a write-ahead log.
+    wal: bool,
+    /// A record says it was added to the cluster as a learner.
+    learner_record: bool,
+    /// It was given a controller token.
+    token: bool,
+}
+
+impl Found {
+    fn start(self) -> Start {
+        match self {
+            Found { wal: true, .. } => Start::Restart,
+            Found { token: true, .. } => Start::Join,
+            Found {
+                learner_record: true,
+                ..
+            } => Start::NeedToken,
+            Found { .. } => Start::New,
+        }
     }
 }
 
@@ -126,7 +142,12 @@ pub fn ensure_pki_and_membership(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(EtcdMembership, Option<Promotion>)> {
     let learner = read_learner_record(data);
-    let kind = start_kind(has_wal(data), learner.is_some(), token.is_some());
+    let kind = Found {
+        wal: has_wal(data),
+        learner_record: learner.is_some(),
+        token: token.is_some(),
+    }
+    .start();
     let ctx = NodeContext::new(config.clone(), data.clone(), run.clone(), facts.clone());
     match kind {
         Start::Restart => {
@@ -414,12 +435,20 @@ mod tests {
 
     #[test]
     fn the_write_ahead_log_the_record_and_the_token_decide_the_start() {
-        assert_eq!(start_kind(true, true, true), Start::Restart);
-        assert_eq!(start_kind(true, false, false), Start::Restart);
-        assert_eq!(start_kind(false, false, true), Start::Join);
-        assert_eq!(start_kind(false, true, true), Start::Join);
-        assert_eq!(start_kind(false, true, false), Start::NeedToken);
-        assert_eq!(start_kind(false, false, false), Start::New);
+        let start = |wal, learner_record, token| {
+            Found {
+                wal,
+                learner_record,
+                token,
+            }
+            .start()
+        };
+        assert_eq!(start(true, true, true), Start::Restart);
+        assert_eq!(start(true, false, false), Start::Restart);
+        assert_eq!(start(false, false, true), Start::Join);
+        assert_eq!(start(false, true, true), Start::Join);
+        assert_eq!(start(false, true, false), Start::NeedToken);
+        assert_eq!(start(false, false, false), Start::New);
     }
 
     fn status(member_id: u64, is_learner: bool) -> k0x_etcd::Status {
