@@ -50,10 +50,6 @@ fn go_available(test: &str) -> bool {
     k0x_testkit::require_binaries(test, &["go"]).is_some()
 }
 
-fn loopback_record() -> String {
-    amd64_record("loopback")
-}
-
 /// The lock's amd64 record of `name`.
 fn amd64_record(name: &str) -> String {
     let lock = fs::read_to_string(repo().join("embedded-bins/components.lock")).unwrap();
@@ -108,7 +104,7 @@ fn two_builds_from_empty_caches_are_byte_identical_and_match_the_lock() {
         digests.push(sha256(&out_dir.join("loopback")));
     }
     assert_eq!(digests[0], digests[1], "two builds of one lock differ");
-    let pinned = loopback_record()
+    let pinned = amd64_record("loopback")
         .split_whitespace()
         .last()
         .unwrap()
@@ -179,7 +175,7 @@ fn bad_input_is_one_line_naming_the_component_and_the_fix() {
         return;
     }
     let tmp = TempDir::new().unwrap();
-    let record = loopback_record();
+    let record = amd64_record("loopback");
     let wrappers = tmp.path().join("wrappers");
     let cni = wrappers.join("cni");
     fs::create_dir_all(&cni).unwrap();
