@@ -52,8 +52,7 @@ pub fn check_profile(config: &ClusterConfig, profile: Option<&str>) -> anyhow::R
 
 /// Checks what the command line alone can show wrong before anything is locked or written
 /// (component names, the configuration, the worker profile, the token's role), then runs the
-/// node. `k0x install`
-/// runs the same checks on what its unit will run.
+/// node. `k0x install` runs the same checks on what its unit will run.
 pub fn run_node(
     global: &GlobalArgs,
     role: NodeRole,
